@@ -1,0 +1,87 @@
+"""``cellfuse`` command line: run the pipeline, evaluate, write or check a submission.
+
+cellfuse run --input DIR --work DIR [--profile demo|bench|full]
+cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
+cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
+cellfuse submit --check OUT_DIR [--test-images DIR]
+cellfuse train-teacher CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cellfuse.errors import CellfuseError
+
+log = logging.getLogger("cellfuse")
+
+
+def _setup_logging(log_file: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def _run(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(prog="cellfuse run", description="input/ -> submission + report")
+    ap.add_argument("--input", required=True, type=Path, help="Med-MLE-bench layout folder")
+    ap.add_argument("--work", required=True, type=Path, help="work folder (resumable)")
+    ap.add_argument("--profile", default="demo", choices=["demo", "bench", "full"])
+    args = ap.parse_args(argv)
+    _setup_logging(args.work / "logs" / "run.log")
+    from cellfuse.pipeline import run
+
+    summary = run(args.input, args.work, profile=args.profile)
+    print(f"submission: {summary['submission']}")
+    if "report" in summary:
+        print(f"report: {summary['report']}")
+    return 0
+
+
+def _train_teacher(argv: Sequence[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_teacher import main as train_main
+
+    train_main(list(argv))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run", "evaluate", "submit", "train-teacher"}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(__doc__.strip())
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    cmd, rest = argv[0], argv[1:]
+    try:
+        if cmd == "run":
+            return _run(rest)
+        if cmd == "train-teacher":
+            return _train_teacher(rest)
+        _setup_logging()
+        if cmd == "evaluate":
+            from cellfuse.metric import evaluate_main
+
+            return evaluate_main(rest)
+        from cellfuse.submission import submit_main
+
+        return submit_main(rest)
+    except CellfuseError as e:
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

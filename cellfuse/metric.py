@@ -1,0 +1,603 @@
+"""The NeurIPS 2022 Cell Segmentation challenge metric: F1 at IoU thresholds 0.5..0.9.
+
+We follow the organisers' own evaluation script, ``baseline/compute_metric.py`` in
+https://github.com/JunMa11/NeurIPS-CellSeg (the later revision with ``--thresholds`` and
+per-image cell counts; theirs is adapted from StarDist's ``matching.py``):
+
+* Border cells: any instance with a pixel in the 2-pixel frame of the image is dropped from
+  truth and prediction, and both are relabelled 1..N (``remove_boundary_cells``).
+* Matching: IoU of every (true, predicted) pair; ``linear_sum_assignment`` on the cost
+  ``-(IoU >= t) - IoU / (2 * min(n_true, n_pred))``, and a pair is a true positive when its
+  IoU is ``>= t``. The IoU term sums to less than 1/2, so this finds the largest possible
+  number of one-to-one pairs with IoU >= t (the IoU only breaks ties). We get the same TP by
+  running the same assignment on each connected group of candidate pairs (IoU >= t) instead
+  of on the dense n_true x n_pred matrix. ``>=`` matters: a cell split into two exact halves
+  keeps one match at 0.5.
+* Scores: precision = TP / n_pred, recall = TP / n_true, F1 = 2PR / (P + R), and
+  P = R = F1 = 0 whenever TP = 0. That includes an empty prediction, an empty truth with
+  predictions, and both empty: the official script scores an image with no cells in either
+  as 0, not 1.
+* Large images: when H*W >= 25,000,000 (the script's whole-image path runs only for
+  ``np.prod(shape) < 25000000``) the script zero-pads both images to a multiple of 2000,
+  cuts them into 2000x2000 ROIs, drops the 2-px-border cells of each ROI (so a cell cut by an
+  ROI edge is not scored at all, and at a padded edge the image's own border cells are kept),
+  and sums TP and the cell counts over the ROIs before it computes one F1 for the image. It
+  sums; it does not average per-ROI F1s.
+* Dataset score: the script prints the mean (and median) of the per-image F1, which is the
+  challenge's ranking score at IoU 0.5. We report that, plus a pooled F1 from TP/FP/FN
+  summed over all images.
+
+Where we differ, no F1 changes. The script records FP = FN = 0 for an empty prediction (its
+F1 comes from the cell counts, so it is 0 either way); we record FN = n_true, which keeps
+the pooled F1 honest. The script scores only the predictions it finds; ``evaluate_dirs``
+walks the truth, scores a missing or unreadable prediction as an empty one (F1 0) and lists
+it in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastremap
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from cellfuse.errors import CellfuseError, LabelError, LayoutError
+from cellfuse.io import atomic_write, read_labels
+from cellfuse.layout import find_label, image_id, list_images
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+BORDER = 2
+ROI_SIZE = 2000
+ROI_MIN_PIXELS = 25_000_000
+
+Counts = tuple[int, int, int]  # (tp, fp, fn)
+
+
+# --------------------------------------------------------------------------- label helpers
+
+
+def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
+    """Validate an instance-label image; accepts an array or anything with ``.labels``.
+
+    Args:
+        labels: HxW integer (or bool) array, 0 = background, or an ``Instances``-like object.
+        name: what to call it in error messages.
+
+    Returns:
+        The HxW integer array (not copied).
+
+    Raises:
+        LabelError: not 2-D, not integer, or negative ids.
+    """
+    arr = np.asarray(getattr(labels, "labels", labels))
+    if arr.ndim != 2:
+        raise LabelError(f"{name}: expected an HxW label image, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.view(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise LabelError(f"{name}: label ids must be integers, got {arr.dtype}; cast them first")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
+        raise LabelError(f"{name}: negative label id {arr.min()}; use 0 for background, 1..N")
+    return arr
+
+
+def _relabel(labels: np.ndarray, drop: np.ndarray | None = None) -> np.ndarray:
+    """Relabel to 1..N keeping the order of the ids; ids in ``drop`` become 0.
+
+    Returns HxW uint16 (uint32 when N > 65535), C-contiguous.
+    """
+    ids = fastremap.unique(labels)
+    ids = ids[ids != 0]
+    if drop is not None and drop.size:
+        ids = ids[~np.isin(ids, drop)]
+    n = int(ids.size)
+    dtype = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
+    if n == 0:
+        return np.zeros(labels.shape, dtype)
+    if (drop is None or drop.size == 0) and int(ids[-1]) == n:
+        return np.ascontiguousarray(labels, dtype=dtype)  # already 1..N
+    table = {int(i): k for k, i in enumerate(ids.tolist(), start=1)}
+    table[0] = 0
+    if drop is not None:
+        table.update((int(i), 0) for i in drop.tolist())
+    return fastremap.remap(np.ascontiguousarray(labels), table).astype(dtype, copy=False)
+
+
+def remove_boundary_cells(labels: Any, border: int = BORDER) -> np.ndarray:
+    """Drop every instance with a pixel in the ``border``-pixel frame, then relabel 1..N.
+
+    The official script's rule (``remove_boundary_cells``); ``border=0`` only relabels.
+
+    Args:
+        labels: HxW non-negative integer labels (or an object with ``.labels``).
+        border: frame width in pixels.
+
+    Returns:
+        HxW uint16/uint32 labels 0..N, ids in their original order.
+    """
+    lab = as_label_array(labels)
+    drop = None
+    if border > 0 and lab.size:
+        b = border
+        frame = np.concatenate(
+            [lab[:b].ravel(), lab[-b:].ravel(), lab[:, :b].ravel(), lab[:, -b:].ravel()]
+        )
+        drop = fastremap.unique(frame)
+        drop = drop[drop != 0]
+    return _relabel(lab, drop)
+
+
+# --------------------------------------------------------------------------- IoU and matching
+
+
+def _pair_overlaps(
+    true: np.ndarray, pred: np.ndarray
+) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse IoU of every overlapping (true, pred) pair.
+
+    Returns:
+        (n_true, n_pred, ti, pi, iou): ``n_*`` are the max ids, ``ti``/``pi`` are 0-based
+        indices (id - 1) of the K overlapping pairs, ``iou`` their K float64 IoUs.
+    """
+    # bincount needs a safe cast to intp, which uint64 lacks
+    t = true.ravel().astype(np.int64, copy=False) if true.dtype == np.uint64 else true.ravel()
+    p = pred.ravel().astype(np.int64, copy=False) if pred.dtype == np.uint64 else pred.ravel()
+    nt = int(t.max()) if t.size else 0
+    npr = int(p.max()) if p.size else 0
+    area_t = np.bincount(t, minlength=nt + 1)
+    area_p = np.bincount(p, minlength=npr + 1)
+    both = (t > 0) & (p > 0)
+    key = t[both].astype(np.int64) * (npr + 1) + p[both]
+    nbins = (nt + 1) * (npr + 1)
+    # Joint histogram: one bincount when the n_true x n_pred table is small, else a sort.
+    if nbins <= max(4 * key.size, 1 << 20):
+        hist = np.bincount(key, minlength=nbins)
+        idx = np.flatnonzero(hist)
+        inter = hist[idx]
+    else:
+        idx, inter = np.unique(key, return_counts=True)
+    ti, pi = np.divmod(idx, npr + 1)
+    # Same integer arithmetic and one float division as the official script: identical IoUs.
+    iou = inter / (area_t[ti] + area_p[pi] - inter)
+    return nt, npr, ti - 1, pi - 1, iou
+
+
+def iou_matrix(true: Any, pred: Any) -> np.ndarray:
+    """Dense IoU of all instance pairs, computed from a sparse joint histogram.
+
+    Row ``i`` is true id ``i + 1`` and column ``j`` predicted id ``j + 1`` (ids absent from
+    the image give zero rows/columns; relabel first if ids are sparse).
+
+    Args:
+        true: HxW integer labels (or ``.labels``), 0 = background.
+        pred: HxW integer labels of the same shape.
+
+    Returns:
+        n_true x n_pred float64, n_* = max id.
+    """
+    t = as_label_array(true, "truth")
+    p = as_label_array(pred, "prediction")
+    _check_same_shape(t, p)
+    nt, npr, ti, pi, iou = _pair_overlaps(t, p)
+    out = np.zeros((nt, npr), np.float64)
+    out[ti, pi] = iou
+    return out
+
+
+def _true_positives(ti: np.ndarray, pi: np.ndarray, iou: np.ndarray, thr: float) -> int:
+    """Largest number of one-to-one pairs with IoU >= thr (the official assignment's TP)."""
+    keep = iou >= thr
+    ti, pi, w = ti[keep], pi[keep], iou[keep]
+    if ti.size == 0:
+        return 0
+    ut, tc = np.unique(ti, return_inverse=True)
+    up, pc = np.unique(pi, return_inverse=True)
+    if ut.size == ti.size and up.size == pi.size:
+        return int(ti.size)  # no cell has two candidates: every pair is a match
+    nr, nc = ut.size, up.size
+    graph = sparse.coo_matrix((np.ones(ti.size), (tc, nr + pc)), shape=(nr + nc, nr + nc))
+    _, comp = connected_components(graph, directed=False)
+    edge_comp = comp[tc]
+    sizes = np.bincount(edge_comp)
+    tp = int(np.count_nonzero(sizes == 1))
+    order = np.argsort(edge_comp, kind="stable")
+    starts = np.searchsorted(edge_comp[order], np.flatnonzero(sizes > 1))
+    for s, c in zip(starts, np.flatnonzero(sizes > 1), strict=True):
+        e = order[s : s + sizes[c]]
+        rows, r = np.unique(tc[e], return_inverse=True)
+        cols, k = np.unique(pc[e], return_inverse=True)
+        m = np.zeros((rows.size, cols.size))
+        m[r, k] = w[e]
+        cost = -(m >= thr).astype(float) - m / (2 * min(m.shape))
+        ri, ci = linear_sum_assignment(cost)
+        tp += int(np.count_nonzero(m[ri, ci] >= thr))
+    return tp
+
+
+def _match_sequential(
+    true: np.ndarray, pred: np.ndarray, thresholds: Sequence[float]
+) -> tuple[int, int, dict[float, Counts]]:
+    """Match labels already relabelled 1..N; returns (n_true, n_pred, {thr: (tp, fp, fn)})."""
+    nt, npr, ti, pi, iou = _pair_overlaps(true, pred)
+    out = {}
+    for thr in thresholds:
+        tp = _true_positives(ti, pi, iou, thr)
+        out[thr] = (tp, npr - tp, nt - tp)
+    return nt, npr, out
+
+
+def match(true: Any, pred: Any, thresholds: Iterable[float] = THRESHOLDS) -> dict[float, Counts]:
+    """Count TP, FP and FN at each IoU threshold (no border removal, no ROIs).
+
+    Args:
+        true: HxW integer labels (or ``.labels``), 0 = background; ids need not be 1..N.
+        pred: HxW integer labels of the same shape.
+        thresholds: IoU thresholds in (0, 1]; a pair counts when IoU >= threshold.
+
+    Returns:
+        ``{threshold: (tp, fp, fn)}``.
+    """
+    t = as_label_array(true, "truth")
+    p = as_label_array(pred, "prediction")
+    _check_same_shape(t, p)
+    return _match_sequential(_relabel(t), _relabel(p), _check_thresholds(thresholds))[2]
+
+
+def f1_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1; all three are 0 when ``tp == 0`` (also when nothing exists).
+
+    Args:
+        tp: true positives.
+        fp: false positives (unmatched predictions).
+        fn: false negatives (unmatched true cells).
+
+    Returns:
+        (precision, recall, f1) as floats.
+    """
+    if tp == 0:
+        return 0.0, 0.0, 0.0
+    precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    return precision, recall, 2 * (precision * recall) / (precision + recall)
+
+
+def _check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
+    out = tuple(dict.fromkeys(float(t) for t in thresholds))
+    if not out:
+        raise ValueError("no IoU thresholds given")
+    for t in out:
+        if not 0.0 < t <= 1.0 or math.isnan(t):
+            raise ValueError(f"IoU threshold {t} is outside (0, 1]")
+    return out
+
+
+def _check_same_shape(t: np.ndarray, p: np.ndarray) -> None:
+    if t.shape != p.shape:
+        raise LabelError(f"prediction is HxW {p.shape} but truth is {t.shape}; they must match")
+
+
+# --------------------------------------------------------------------------- one image
+
+
+def _rois(labels: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """size x size crops in row-major order, the last row/column zero-padded (as the script)."""
+    h, w = labels.shape
+    for y in range(0, h, size):
+        for x in range(0, w, size):
+            crop = labels[y : y + size, x : x + size]
+            if crop.shape != (size, size):
+                crop = np.pad(crop, ((0, size - crop.shape[0]), (0, size - crop.shape[1])))
+            yield crop
+
+
+def evaluate_image(
+    true: Any,
+    pred: Any,
+    thresholds: Iterable[float] = THRESHOLDS,
+    *,
+    border: int = BORDER,
+    roi_size: int = ROI_SIZE,
+    roi_min_pixels: int = ROI_MIN_PIXELS,
+) -> dict[str, Any]:
+    """Score one image as the challenge does (border cells dropped, ROIs for huge images).
+
+    Args:
+        true: HxW integer truth labels (or ``.labels``), 0 = background.
+        pred: HxW integer predicted labels (or an ``Instances``), same shape.
+        thresholds: IoU thresholds in (0, 1].
+        border: width of the frame whose cells are not scored (0 scores all cells).
+        roi_size: ROI side for large images.
+        roi_min_pixels: images with H*W >= this are scored in ROIs.
+
+    Returns:
+        ``{"n_true", "n_pred", "rois", "scores": {thr: {"tp", "fp", "fn", "precision",
+        "recall", "f1"}}}``; counts are after border removal, summed over ROIs, and
+        ``rois`` is 1 for the whole-image path.
+    """
+    t = as_label_array(true, "truth")
+    p = as_label_array(pred, "prediction")
+    _check_same_shape(t, p)
+    if t.size == 0:
+        raise LabelError(f"cannot score an empty image of shape {t.shape}")
+    thr = _check_thresholds(thresholds)
+    if t.size < roi_min_pixels:
+        pairs: Iterable[tuple[np.ndarray, np.ndarray]] = [(t, p)]
+    else:
+        pairs = zip(_rois(t, roi_size), _rois(p, roi_size), strict=True)
+    n_true = n_pred = n_rois = 0
+    sums = {x: [0, 0, 0] for x in thr}
+    for tc, pc in pairs:
+        nt, npr, counts = _match_sequential(
+            remove_boundary_cells(tc, border), remove_boundary_cells(pc, border), thr
+        )
+        n_true += nt
+        n_pred += npr
+        n_rois += 1
+        for x, c in counts.items():
+            sums[x] = [a + b for a, b in zip(sums[x], c, strict=True)]
+    scores = {}
+    for x, (tp, fp, fn) in sums.items():
+        precision, recall, f1 = f1_scores(tp, fp, fn)
+        scores[x] = {
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+        }
+    return {"n_true": n_true, "n_pred": n_pred, "rois": n_rois, "scores": scores}
+
+
+# --------------------------------------------------------------------------- folders and report
+
+
+@dataclass
+class Report:
+    """Scores of a prediction folder against a truth folder.
+
+    Attributes:
+        thresholds: the IoU thresholds.
+        images: one dict per truth image, sorted by id: ``image_id``, ``status``
+            (``ok`` | ``missing`` | ``failed``), ``n_true``, ``n_pred``, ``scores``
+            (as :func:`evaluate_image`).
+        missing: ids with no prediction (scored as empty: F1 0).
+        failed: id -> why the prediction could not be scored (also scored F1 0).
+        extra: prediction ids with no truth (ignored).
+    """
+
+    thresholds: tuple[float, ...]
+    images: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    extra: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[float, dict[str, float]]:
+        """Per threshold: mean/median of per-image F1 (the challenge score), mean precision
+        and recall, summed tp/fp/fn and the pooled precision/recall/F1 from those sums."""
+        out = {}
+        for thr in self.thresholds:
+            s = [im["scores"][thr] for im in self.images]
+            tp, fp, fn = (sum(x[k] for x in s) for k in ("tp", "fp", "fn"))
+            precision, recall, f1 = f1_scores(tp, fp, fn)
+            f1s = [x["f1"] for x in s]
+            out[thr] = {
+                "mean_f1": float(np.mean(f1s)) if s else 0.0,
+                "median_f1": float(np.median(f1s)) if s else 0.0,
+                "mean_precision": float(np.mean([x["precision"] for x in s])) if s else 0.0,
+                "mean_recall": float(np.mean([x["recall"] for x in s])) if s else 0.0,
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "pooled_precision": precision,
+                "pooled_recall": recall,
+                "pooled_f1": f1,
+            }
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat per-image rows, one column per (score, threshold), e.g. ``f1@0.5``."""
+        rows = []
+        for im in self.images:
+            row = {k: im[k] for k in ("image_id", "status", "n_true", "n_pred")}
+            for thr in self.thresholds:
+                for k, v in im["scores"][thr].items():
+                    row[f"{k}@{thr:g}"] = v
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the per-image rows as CSV (atomically); returns the path."""
+        rows = self.rows()
+        fields = ["image_id", "status", "n_true", "n_pred"] + [
+            f"{k}@{t:g}"
+            for t in self.thresholds
+            for k in ("f1", "precision", "recall", "tp", "fp", "fn")
+        ]
+        with atomic_write(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return Path(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: thresholds, summary, missing/failed/extra and the per-image rows."""
+        return {
+            "thresholds": list(self.thresholds),
+            "n_images": len(self.images),
+            "summary": {f"{t:g}": v for t, v in self.summary().items()},
+            "missing": self.missing,
+            "failed": self.failed,
+            "extra": self.extra,
+            "images": self.rows(),
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON (atomically); returns the path."""
+        with atomic_write(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        return Path(path)
+
+    def table(self) -> str:
+        """A readable summary table, one line per threshold."""
+        head = (
+            f"{len(self.images)} images ({len(self.missing)} missing, "
+            f"{len(self.failed)} failed, {len(self.extra)} predictions without truth)"
+        )
+        cols = f"{'IoU':>5} {'mean F1':>8} {'median F1':>9} {'pooled P':>8} {'pooled R':>8} {'pooled F1':>9} {'TP':>8} {'FP':>8} {'FN':>8}"
+        lines = [head, cols]
+        for thr, s in self.summary().items():
+            lines.append(
+                f"{thr:>5.2f} {s['mean_f1']:>8.4f} {s['median_f1']:>9.4f} {s['pooled_precision']:>8.4f} "
+                f"{s['pooled_recall']:>8.4f} {s['pooled_f1']:>9.4f} {s['tp']:>8d} {s['fp']:>8d} {s['fn']:>8d}"
+            )
+        return "\n".join(lines)
+
+
+def _label_id(path: Path) -> str:
+    """``a_label.tiff`` / ``a.tif`` -> ``a``."""
+    stem = image_id(path)
+    return stem[: -len("_label")] if stem.endswith("_label") else stem
+
+
+def _label_files(folder: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for path in list_images(folder):
+        key = _label_id(path)
+        if key in out:
+            raise LayoutError(
+                f"{folder}: two label files for '{key}': {out[key].name}, {path.name}"
+            )
+        out[key] = path
+    return out
+
+
+def evaluate_dirs(
+    truth_dir: str | Path,
+    pred_dir: str | Path,
+    thresholds: Iterable[float] = THRESHOLDS,
+    *,
+    progress: bool | None = None,
+) -> Report:
+    """Score every truth label in ``truth_dir`` against its prediction in ``pred_dir``.
+
+    Truth files may be named ``<id>_label.tiff|.tif`` or ``<id>.tiff|.tif|.png``; the
+    prediction for ``<id>`` is found by :func:`cellfuse.layout.find_label`
+    (``<id>_label.tiff`` first). A missing prediction, or one that cannot be read or has
+    another shape, is scored as an empty prediction (F1 0) and listed in the report.
+
+    Args:
+        truth_dir: folder of truth label images.
+        pred_dir: folder of predicted label images.
+        thresholds: IoU thresholds in (0, 1].
+        progress: show a tqdm bar; default only when stderr is a terminal.
+
+    Returns:
+        The :class:`Report`.
+
+    Raises:
+        LayoutError: a folder is missing, or ``truth_dir`` holds no labels.
+    """
+    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    for d, what in ((truth_dir, "truth"), (pred_dir, "prediction")):
+        if not d.is_dir():
+            raise LayoutError(f"{d}: {what} folder does not exist")
+    thr = _check_thresholds(thresholds)
+    truth = _label_files(truth_dir)
+    if not truth:
+        raise LayoutError(f"{truth_dir}: no label images found (expected <id>_label.tiff)")
+    report = Report(thresholds=thr)
+    report.extra = sorted({_label_id(p) for p in list_images(pred_dir)} - set(truth))
+    if report.extra:
+        logger.warning(
+            "%d predictions have no truth and are ignored: %s", len(report.extra), report.extra[:5]
+        )
+    show = sys.stderr.isatty() if progress is None else progress
+    with logging_redirect_tqdm():
+        for key in tqdm(sorted(truth), desc="evaluate", unit="image", disable=not show):
+            _evaluate_one(report, key, truth[key], pred_dir, thr)
+    if report.missing:
+        logger.warning(
+            "%d images have no prediction (scored F1 0): %s",
+            len(report.missing),
+            report.missing[:5],
+        )
+    return report
+
+
+def _evaluate_one(
+    report: Report, key: str, truth_path: Path, pred_dir: Path, thresholds: tuple[float, ...]
+) -> None:
+    """Score one truth file; a missing or unusable prediction is scored as empty."""
+    t = read_labels(truth_path)
+    status = "ok"
+    p_path = find_label(pred_dir, key)
+    if p_path is None:
+        status = "missing"
+        report.missing.append(key)
+        p = np.zeros_like(t)
+    else:
+        try:
+            p = read_labels(p_path)
+            _check_same_shape(t, p)
+        except CellfuseError as e:
+            status = "failed"
+            report.failed[key] = str(e)
+            logger.warning("%s: scored as empty: %s", key, e)
+            p = np.zeros_like(t)
+    res = evaluate_image(t, p, thresholds)
+    report.images.append({"image_id": key, "status": status, **res})
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``TRUTH_DIR PRED_DIR [--out DIR] [--thresholds T ...]``.
+
+    Prints the summary table and writes ``per_image.csv`` and ``summary.json`` into
+    ``--out`` (default ``PRED_DIR/../eval``). Returns the exit code.
+    """
+    parser = argparse.ArgumentParser(
+        prog="cellfuse evaluate",
+        description="F1 of predicted cell labels against truth (NeurIPS 2022 CellSeg metric).",
+    )
+    parser.add_argument("truth_dir", metavar="TRUTH_DIR", type=Path, help="truth label images")
+    parser.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="predicted <id>_label.tiff")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report folder (default PRED_DIR/../eval)"
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=list(THRESHOLDS),
+        metavar="T",
+        help="IoU thresholds",
+    )
+    args = parser.parse_args(argv)
+    out = args.out if args.out is not None else args.pred_dir.resolve().parent / "eval"
+    try:
+        report = evaluate_dirs(args.truth_dir, args.pred_dir, args.thresholds)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_csv(out / "per_image.csv")
+        report.to_json(out / "summary.json")
+    except (CellfuseError, ValueError) as e:
+        parser.exit(2, f"error: {e}\n")
+    print(report.table())
+    print(f"report: {out / 'per_image.csv'}, {out / 'summary.json'}")
+    return 0
