@@ -178,9 +178,7 @@ class Instances:
         """Fill holes, drop instances under ``min_size`` pixels, relabel."""
         labels = fill_holes(self.labels) if fill else self.labels
         labels = remove_small(labels, min_size)
-        present = np.zeros(self.n + 1, bool)
-        present[np.unique(labels)] = True
-        return Instances(labels, self.scores).select(present[1:])
+        return Instances.from_labels(labels, self.scores)
 
     def areas(self) -> np.ndarray:
         return areas(self.labels, self.n)

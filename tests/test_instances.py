@@ -98,6 +98,14 @@ def test_from_labels_keeps_scores_with_their_cells():
     np.testing.assert_allclose(inst.scores, [0.4, 0.8])
 
 
+def test_clean_drops_the_highest_id():
+    lab = np.zeros((20, 20), np.uint16)
+    lab[5:15, 5:15] = 1
+    lab[0:2, 0:2] = 2  # the last id is the small one
+    inst = Instances(lab, [0.3, 0.7]).clean(min_size=10)
+    assert inst.n == 1 and inst.scores.tolist() == pytest.approx([0.3])
+
+
 def test_clean_drops_small_and_keeps_scores_aligned():
     lab = np.zeros((20, 20), np.uint16)
     lab[0:2, 0:2] = 1  # 4 px

@@ -11,6 +11,7 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
+from conftest import SHARED_DATA
 from PIL import Image
 
 from cellfuse import io
@@ -27,7 +28,7 @@ from cellfuse.io import (
     write_labels,
 )
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 NEURIPS_IMAGE = DATA / "neurips_samples/images/cell_00528.tif"
 NEURIPS_LABEL = DATA / "neurips_samples/labels/cell_00528_label.tiff"
 NEURIPS_UNLABELED = DATA / "neurips_unlabeled/img1.tiff"

@@ -6,11 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from cellfuse.errors import LayoutError
 from cellfuse.layout import Sample, find_label, image_id, list_images, list_samples
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 LABEL_NAMES = ["{}_label.tiff", "{}_label.tif", "{}.tiff", "{}.tif"]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tifffile
+from conftest import SHARED_DATA
 from helpers import disc_labels
 from scipy.optimize import linear_sum_assignment
 
@@ -27,9 +27,7 @@ from cellfuse.metric import (
     remove_boundary_cells,
 )
 
-SAMPLE_LABEL = (
-    Path(__file__).resolve().parents[2] / "shared/data/neurips_samples/labels/cell_00528_label.tiff"
-)
+SAMPLE_LABEL = SHARED_DATA / "neurips_samples/labels/cell_00528_label.tiff"
 
 
 def box(labels: np.ndarray, y0: int, y1: int, x0: int, x1: int, k: int) -> np.ndarray:
