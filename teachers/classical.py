@@ -76,7 +76,9 @@ def segment(
     dist = ndi.distance_transform_edt(mask)
     dist = ndi.gaussian_filter(dist, 1.0)
     comps, _ = ndi.label(mask)
-    peaks = peak_local_max(dist, min_distance=max(int(min_distance), 1), labels=comps, exclude_border=False)
+    peaks = peak_local_max(
+        dist, min_distance=max(int(min_distance), 1), labels=comps, exclude_border=False
+    )
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # Components without a peak (tiny, flat) still get one seed at their maximum.
@@ -111,12 +113,15 @@ class ClassicalTeacher(Teacher):
         grid_min_distance: tuple[int, ...] = (3, 5, 7, 10),
         fit_images: int = 60,
     ) -> None:
+        super().__init__()
         self.params: dict[str, Any] = dict(
-            sigma=float(sigma), min_distance=int(min_distance), min_size=int(min_size), invert=invert
+            sigma=float(sigma),
+            min_distance=int(min_distance),
+            min_size=int(min_size),
+            invert=invert,
         )
         self.grid = (tuple(grid_sigma), tuple(grid_min_distance))
         self.fit_images = int(fit_images)
-        self.val_metrics: dict[str, float] = {}
 
     def predict(self, image: np.ndarray) -> Instances:
         return segment(image, **self.params)
@@ -126,12 +131,16 @@ class ClassicalTeacher(Teacher):
 
         f1 = {0.5: [], 0.75: []}
         for s in samples:
-            res = evaluate_image(read_labels(s.label), segment(read_image(s.image), **params), (0.5, 0.75))
+            res = evaluate_image(
+                read_labels(s.label), segment(read_image(s.image), **params), (0.5, 0.75)
+            )
             for t in f1:
                 f1[t].append(res["scores"][t]["f1"])
         return {"f1_50": float(np.mean(f1[0.5])), "f1_75": float(np.mean(f1[0.75]))}
 
-    def fit(self, train: list[Sample], val: list[Sample], work_dir: Path, resume: bool = False) -> Path:
+    def fit(
+        self, train: list[Sample], val: list[Sample], work_dir: Path, resume: bool = False
+    ) -> Path:
         """Pick (sigma, min_distance) by mean F1@0.5 on up to ``fit_images`` training images,
         score on ``val`` and write ``work_dir/classical.json``."""
         work_dir = Path(work_dir)

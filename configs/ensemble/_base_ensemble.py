@@ -1,0 +1,20 @@
+# Shared defaults of every pseudo-label config (tools/pseudo_label.py).
+# fusion: see ensemble/fusion.py (FusionParams); pseudo: see ensemble/pseudolabel.py (RunOptions).
+fusion = dict(
+    iou_thr=0.5,  # same cell across teachers at IoU >= 0.5
+    tau=0.5,  # pixel vote needed for the fused mask
+    lo=0.25,  # clusters below: background
+    hi=0.6,  # clusters at or above: pseudo-labels; between lo and hi: ignored
+    disagree=(0.2, 0.8),  # foreground vote strictly inside: ignored
+    min_size=10,
+    fill_holes=True,
+)
+refiner = None  # name of a teacher (SAM) prompted with the other teachers' merged cells
+pseudo = dict(
+    num_workers=2,
+    retries=2,
+    max_restarts=2,
+    max_task_retries=2,
+    cache_teachers=True,
+    save_votes=False,
+)

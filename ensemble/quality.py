@@ -1,0 +1,118 @@
+"""Quality of pseudo-labels against held-out truth (e.g. the val split treated as unlabeled).
+
+Reads a ``tools/pseudo_label.py`` output folder (fused ``<id>_label.tiff``, ``<id>_ignore.tiff``,
+``<id>_conf.json`` and the teachers' cached outputs under ``cache/<teacher>/``) and a truth
+folder, and reports per source (each teacher, the fused labels):
+
+- mean per-image F1 at IoU 0.5 and 0.75 (the challenge metric, border cells dropped),
+- pooled precision / recall at 0.5 (for the fused labels: the precision of the confident
+  subset and the share of true cells it recovers),
+
+plus, for the fused labels: the fraction of clusters kept as confident cells, the fraction
+of pixels ignored, and the pixel accuracy (foreground vs background) outside the ignore mask —
+what the student actually learns from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellfuse.errors import CellfuseError
+from cellfuse.io import read_labels
+from cellfuse.layout import find_label
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDS = (0.5, 0.75)
+
+
+def _truth_files(truth_dir: Path) -> dict[str, Path]:
+    out = {}
+    for p in sorted(truth_dir.iterdir()):
+        if p.suffix.lower() in (".tif", ".tiff", ".png") and not p.name.startswith("."):
+            stem = p.stem
+            out[stem[: -len("_label")] if stem.endswith("_label") else stem] = p
+    return out
+
+
+def _summarise(per_image: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in THRESHOLDS:
+        out[f"f1@{t:g}"] = (
+            round(float(np.mean([r[t]["f1"] for r in per_image])), 4) if per_image else 0.0
+        )
+    tp = sum(r[0.5]["tp"] for r in per_image)
+    fp = sum(r[0.5]["fp"] for r in per_image)
+    fn = sum(r[0.5]["fn"] for r in per_image)
+    out["precision@0.5"] = round(tp / (tp + fp), 4) if tp + fp else 0.0
+    out["recall@0.5"] = round(tp / (tp + fn), 4) if tp + fn else 0.0
+    out["n_pred"] = tp + fp
+    return out
+
+
+def pseudo_quality(pseudo_dir: str | Path, truth_dir: str | Path) -> dict[str, Any]:
+    """Score the fused pseudo-labels and each cached teacher output against truth.
+
+    Args:
+        pseudo_dir: output folder of ``tools/pseudo_label.py``.
+        truth_dir: folder of truth labels ``<id>_label.tiff``.
+
+    Returns:
+        ``{"n_images", "n_true", "teachers": {name: scores}, "fused": scores + "kept_fraction",
+        "ignored_px_fraction", "pixel_accuracy_outside_ignore", "missing"}``.
+    """
+    from cellfuse.metric import evaluate_image
+
+    pseudo_dir, truth_dir = Path(pseudo_dir), Path(truth_dir)
+    truth = _truth_files(truth_dir)
+    cache = pseudo_dir / "cache"
+    teachers = sorted(p.name for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []
+    sources = {"fused": pseudo_dir, **{t: cache / t for t in teachers}}
+    scores: dict[str, list] = {s: [] for s in sources}
+    missing: dict[str, list[str]] = {s: [] for s in sources}
+    n_true = 0
+    clusters = confident = 0
+    ignored = total = correct = counted = 0
+    for iid, tpath in truth.items():
+        t = read_labels(tpath)
+        n_true += int(np.unique(t[t > 0]).size)
+        for name, folder in sources.items():
+            p_path = find_label(folder, iid)
+            try:
+                p = read_labels(p_path, shape=t.shape) if p_path else None
+            except CellfuseError as exc:
+                logger.warning("%s/%s: %s", name, iid, exc)
+                p = None
+            if p is None:
+                missing[name].append(iid)
+                p = np.zeros_like(t)
+            scores[name].append(evaluate_image(t, p, THRESHOLDS)["scores"])
+            if name != "fused" or p_path is None:
+                continue
+            conf = pseudo_dir / f"{iid}_conf.json"
+            if conf.is_file():
+                stats = json.loads(conf.read_text()).get("stats", {})
+                clusters += int(stats.get("clusters", 0))
+                confident += int(stats.get("confident", 0))
+            ign_path = pseudo_dir / f"{iid}_ignore.tiff"
+            ign = read_labels(ign_path) > 0 if ign_path.is_file() else np.zeros(t.shape, bool)
+            ignored += int(ign.sum())
+            total += ign.size
+            keep = ~ign
+            correct += int(((p > 0) == (t > 0))[keep].sum())
+            counted += int(keep.sum())
+    out: dict[str, Any] = {"n_images": len(truth), "n_true": n_true, "teachers": {}}
+    for name in teachers:
+        out["teachers"][name] = _summarise(scores[name])
+    fused = _summarise(scores["fused"])
+    fused["kept_fraction"] = round(confident / clusters, 4) if clusters else 0.0
+    fused["ignored_px_fraction"] = round(ignored / total, 4) if total else 0.0
+    fused["pixel_accuracy_outside_ignore"] = round(correct / counted, 4) if counted else 0.0
+    out["fused"] = fused
+    out["missing"] = {k: len(v) for k, v in missing.items() if v}
+    return out

@@ -1,0 +1,226 @@
+"""The ensemble's teachers as the workers need them: names, configs, checkpoints, weights.
+
+A config's ``teachers`` list is resolved once, in the driver, into :class:`TeacherSpec`s
+(absolute checkpoint paths, checkpoint SHA-1s, numeric weights), which travel to every worker
+and into the manifest; :func:`config_hash` fingerprints everything that shapes the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cellfuse.errors import ConfigError
+from ensemble.fusion import FusionParams
+
+logger = logging.getLogger(__name__)
+
+# Keys tried, in order, for a teacher's validation F1 (weight="val_f1").
+VAL_F1_KEYS = ("f1_50", "f1@0.5", "val_f1", "f1_0.5", "mean_f1@0.5", "f1")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One ensemble member as the workers need it.
+
+    Attributes:
+        name: unique name (cache folder, manifest key).
+        cfg: teacher config dict (``type`` + kwargs) for ``teachers.build_teacher``.
+        checkpoint: absolute checkpoint path, or None for teachers without weights.
+        checkpoint_sha1: SHA-1 of the checkpoint file ("" without one).
+        weight: voting weight (>= 0).
+    """
+
+    name: str
+    cfg: dict
+    checkpoint: str | None
+    checkpoint_sha1: str
+    weight: float
+
+    @property
+    def key(self) -> str:
+        """Hash of what determines this teacher's predictions (config + weights)."""
+        return sha1_text(json.dumps([self.cfg, self.checkpoint_sha1], sort_keys=True, default=str))
+
+
+def file_sha1(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-1 hex digest of a file's content."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha1_text(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def plain(obj: Any) -> Any:
+    """MMEngine ConfigDict / tuples -> plain dicts and lists (JSON- and pickle-friendly)."""
+    if hasattr(obj, "to_dict"):
+        obj = obj.to_dict()
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def read_val_f1(checkpoint: str | os.PathLike[str]) -> float:
+    """A teacher's val F1@0.5, from the JSON written beside its checkpoint.
+
+    Looks in ``<ckpt>.json``, ``<ckpt dir>/result.json`` (written by ``tools/train_teacher.py``,
+    key ``val_metrics``), ``<ckpt dir>/best_metrics.json`` (Mask R-CNN), ``<ckpt dir>/metrics.json``
+    and, for JSON checkpoints, the file itself.
+
+    Raises:
+        ConfigError: no such file or key; set the teacher's ``weight`` to a number instead.
+    """
+    ckpt = Path(checkpoint)
+    candidates = [ckpt.with_suffix(ckpt.suffix + ".json"), ckpt.parent / "result.json"]
+    candidates += [ckpt.parent / "best_metrics.json", ckpt.parent / "metrics.json"]
+    if ckpt.suffix == ".json":
+        candidates.insert(0, ckpt)
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for metrics in (data.get("val_metrics"), data.get("metrics"), data):
+            if not isinstance(metrics, Mapping):
+                continue
+            # MMEngine prefixes metric names ("cell/f1_50"); compare the last part.
+            metrics = {str(k).split("/")[-1]: v for k, v in metrics.items()}
+            for key in VAL_F1_KEYS:
+                value = metrics.get(key)
+                if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+                    return float(value)
+    raise ConfigError(
+        f"{ckpt}: no val F1 found in {[str(c) for c in candidates]} (keys {VAL_F1_KEYS}); "
+        "give the teacher a numeric weight instead of 'val_f1'"
+    )
+
+
+def _find_checkpoint(path: Path) -> Path | None:
+    """A checkpoint file, or a training work dir whose ``result.json`` names the checkpoint."""
+    if path.is_dir():
+        result = path / "result.json"
+        if not result.is_file():
+            return None
+        try:
+            path = Path(json.loads(result.read_text())["checkpoint"])
+        except (OSError, ValueError, KeyError):
+            return None
+    return path.resolve() if path.is_file() else None
+
+
+def _teacher_cfg(name: str, cfg: Any, registry: Mapping[str, str]) -> dict:
+    """A teacher entry's ``cfg``: a dict, or a config file whose ``teacher`` dict is used
+    (plus the whole config as ``cfg`` for teachers built by an MMEngine Runner)."""
+    if isinstance(cfg, str):
+        from mmengine.config import Config
+
+        if not Path(cfg).is_file():
+            raise ConfigError(f"teacher {name!r}: config file {cfg} not found")
+        try:
+            full = Config.fromfile(cfg)
+        except Exception as exc:  # noqa: BLE001 - mmengine raises many types (missing mmdet...)
+            raise ConfigError(f"teacher {name!r}: cannot load {cfg}: {exc}") from exc
+        cfg = plain(full.get("teacher"))
+        if isinstance(cfg, dict) and cfg.get("type") in registry:
+            from teachers import teacher_class
+
+            if getattr(teacher_class(cfg["type"]), "wants_full_config", False):
+                cfg["cfg"] = plain(full)
+    if not isinstance(cfg, dict) or cfg.get("type") not in registry:
+        raise ConfigError(
+            f"teacher {name!r}: cfg must be a dict (or a config file with a teacher dict) "
+            f"whose type is one of {sorted(registry)}"
+        )
+    return cfg
+
+
+def resolve_teachers(
+    entries: Sequence[Mapping], custom_teachers: Mapping | None = None
+) -> list[TeacherSpec]:
+    """Config ``teachers`` list -> specs with absolute paths, checkpoint hashes and weights.
+
+    Each entry: ``name``; ``cfg`` (a teacher config dict, or a config file whose ``teacher``
+    key is used); ``checkpoint`` (a file, a training work dir holding ``result.json``, or
+    None); ``weight`` (a number, or ``"val_f1"``, the default when a checkpoint is given; 1.0
+    otherwise); ``optional`` (leave the teacher out, with a warning, when its checkpoint is
+    missing).
+    """
+    from teachers import TEACHER_REGISTRY
+
+    registry = {**TEACHER_REGISTRY, **dict(custom_teachers or {})}
+    if not entries:
+        raise ConfigError(
+            "config has no teachers (teachers = [dict(name=..., cfg=..., checkpoint=...)])"
+        )
+    specs: list[TeacherSpec] = []
+    names: set[str] = set()
+    for i, raw in enumerate(entries):
+        e = plain(raw)
+        unknown = set(e) - {"name", "cfg", "checkpoint", "weight", "optional"}
+        if unknown:
+            raise ConfigError(f"teacher {i}: unknown keys {sorted(unknown)}")
+        name = e.get("name")
+        if not name or name in names:
+            raise ConfigError(f"teacher {i}: needs a unique 'name', got {name!r}")
+        names.add(name)
+        ckpt = None
+        if e.get("checkpoint") is not None:
+            ckpt = _find_checkpoint(Path(e["checkpoint"]))
+            if ckpt is None and e.get("optional", False):
+                logger.warning("teacher %r: no checkpoint at %s; left out", name, e["checkpoint"])
+                continue
+            if ckpt is None:
+                raise ConfigError(
+                    f"teacher {name!r}: checkpoint {e['checkpoint']} not found "
+                    "(train it, or mark the entry optional=True)"
+                )
+        cfg = _teacher_cfg(name, e.get("cfg"), registry)
+        weight = e.get("weight", "val_f1" if ckpt is not None else 1.0)
+        if weight == "val_f1":
+            if ckpt is None:
+                raise ConfigError(f"teacher {name!r}: weight='val_f1' needs a checkpoint")
+            weight = read_val_f1(ckpt)
+        if not isinstance(weight, int | float) or weight < 0:
+            raise ConfigError(f"teacher {name!r}: weight must be a number >= 0, got {weight!r}")
+        specs.append(
+            TeacherSpec(
+                name=name,
+                cfg=cfg,
+                checkpoint=str(ckpt) if ckpt else None,
+                checkpoint_sha1=file_sha1(ckpt) if ckpt else "",
+                weight=float(weight),
+            )
+        )
+    if not specs:
+        raise ConfigError(
+            "no teacher is available (every optional teacher's checkpoint is missing)"
+        )
+    return specs
+
+
+def config_hash(
+    specs: Sequence[TeacherSpec], fusion: FusionParams, refiner: str | None, extra: Mapping
+) -> str:
+    """Hash of everything that determines the outputs of one image."""
+    payload = {
+        "teachers": [[s.name, s.key, s.weight] for s in specs],
+        "fusion": asdict(fusion),
+        "refiner": refiner,
+        **extra,
+    }
+    return sha1_text(json.dumps(payload, sort_keys=True, default=str))[:16]

@@ -1,0 +1,204 @@
+"""The pseudo-label worker: loads every teacher once, then labels images one at a time.
+
+Used in-process for serial runs and wrapped with ``ray.remote`` as the Ray actor. Each image's
+outputs are written by the worker itself, atomically (see :mod:`ensemble.pseudolabel`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellfuse.errors import CellfuseError
+from cellfuse.instances import Instances
+from ensemble.fusion import FusionParams, FusionResult, fuse, merge_for_prompts
+from ensemble.spec import TeacherSpec, sha1_text
+
+logger = logging.getLogger(__name__)
+
+
+class PseudoLabeler:
+    """Loads every teacher once and pseudo-labels images one at a time.
+
+    Used as is for serial runs and wrapped with ``ray.remote`` as the worker actor.
+
+    Args:
+        specs: the ensemble (see :func:`resolve_teachers`).
+        fusion: fusion parameters.
+        out_dir: output folder.
+        refiner: name of a teacher that gets the other teachers' merged cells as prompts.
+        cache_teachers: keep each teacher's raw output under ``out_dir/cache``.
+        save_votes: also write ``<id>_votes.tiff``.
+        custom_teachers: extra ``type -> "module:Class"`` registry entries (plugins).
+        threads: torch threads per worker (1, so N workers use N cores).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[TeacherSpec],
+        fusion: FusionParams,
+        out_dir: str,
+        refiner: str | None = None,
+        cache_teachers: bool = True,
+        save_votes: bool = False,
+        custom_teachers: Mapping[str, str] | None = None,
+        threads: int = 1,
+    ) -> None:
+        import teachers
+
+        teachers.TEACHER_REGISTRY.update(dict(custom_teachers or {}))
+        self.specs = list(specs)
+        self.fusion = fusion
+        self.out_dir = Path(out_dir)
+        self.refiner = refiner
+        self.cache_teachers = cache_teachers
+        self.save_votes = save_votes
+        self.models: dict[str, Any] = {}
+        for s in self.specs:
+            if s.checkpoint is None:
+                self.models[s.name] = teachers.build_teacher(s.cfg)
+            else:
+                self.models[s.name] = teachers.load_teacher(s.cfg, s.checkpoint)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        self.node = _node_id()
+        logger.info("worker on %s loaded teachers %s", self.node, list(self.models))
+
+    def process(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """Pseudo-label one image and write its outputs.
+
+        Args:
+            job: ``id``, ``path``, ``sha1`` (of the input file), ``config_hash``.
+
+        Returns:
+            ``id``, ``status`` (ok | failed), ``error``, ``error_kind`` (input | None),
+            ``n_cells``, ``stats``, ``seconds``, ``node``.
+
+        Raises:
+            Exception: anything but a :class:`CellfuseError` (bad input) propagates, so the
+            driver can retry it.
+        """
+        from cellfuse.io import read_image
+
+        t0 = time.perf_counter()
+        out = {
+            "id": job["id"],
+            "node": self.node,
+            "status": "ok",
+            "error": None,
+            "error_kind": None,
+        }
+        try:
+            image = read_image(job["path"])
+        except CellfuseError as exc:
+            logger.warning("%s: %s", job["id"], exc)
+            return {
+                **out,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "error_kind": "input",
+                "n_cells": 0,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        preds = self.predict_teachers(image, job["id"], job["sha1"])
+        res = fuse(preds, [s.weight for s in self.specs], self.fusion)
+        self._write(job["id"], job["config_hash"], res)
+        return {
+            **out,
+            "n_cells": res.instances.n,
+            "stats": res.stats,
+            "ignore_fraction": round(float(res.ignore.mean()), 4),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    def predict_teachers(self, image: np.ndarray, image_id: str, sha1: str) -> list[Instances]:
+        """Each teacher's Instances (from the cache when valid), in spec order; the refiner
+        runs last with the others' merged cells as prompts."""
+        preds: dict[str, Instances] = {}
+        others = [s for s in self.specs if s.name != self.refiner]
+        for s in others:
+            preds[s.name] = self._cached(
+                s, s.key, image_id, sha1, lambda s=s: self.models[s.name].predict(image)
+            )
+        if self.refiner is not None:
+            s = next(x for x in self.specs if x.name == self.refiner)
+            key = sha1_text(s.key + "".join(o.key for o in others))
+
+            def refine() -> Instances:
+                prompts = merge_for_prompts(
+                    [preds[o.name] for o in others], [o.weight for o in others]
+                )
+                return self.models[s.name].predict_with_prompts(image, prompts)
+
+            preds[s.name] = self._cached(s, key, image_id, sha1, refine)
+        shape = image.shape[:2]
+        for name, p in preds.items():
+            if p.shape != shape:
+                raise CellfuseError(
+                    f"{image_id}: teacher {name!r} returned {p.shape}, image is {shape}"
+                )
+        return [preds[s.name] for s in self.specs]
+
+    def _cached(self, spec: TeacherSpec, key: str, image_id: str, sha1: str, compute) -> Instances:
+        from cellfuse.io import atomic_write_text, read_labels, write_labels
+
+        folder = self.out_dir / "cache" / spec.name
+        lab_path, meta_path = folder / f"{image_id}_label.tiff", folder / f"{image_id}_scores.json"
+        if self.cache_teachers and lab_path.is_file() and meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+                if meta.get("sha1") == sha1 and meta.get("teacher") == key:
+                    return Instances(read_labels(lab_path), np.asarray(meta["scores"], np.float32))
+            except (OSError, ValueError, CellfuseError) as exc:
+                logger.warning("%s: ignoring unreadable cache of %s (%s)", image_id, spec.name, exc)
+        inst = compute()
+        if self.cache_teachers:
+            write_labels(lab_path, inst.labels)
+            meta = {
+                "sha1": sha1,
+                "teacher": key,
+                "scores": [float(x) for x in inst.scores],  # exact: a cached run == a fresh one
+            }
+            atomic_write_text(meta_path, json.dumps(meta))
+        return inst
+
+    def _write(self, image_id: str, chash: str, res: FusionResult) -> None:
+        import tifffile
+
+        from cellfuse.io import atomic_write, atomic_write_text, write_labels
+
+        conf = {
+            "id": image_id,
+            "config_hash": chash,
+            "scores": [round(float(x), 5) for x in res.instances.scores],
+            "stats": res.stats,
+        }
+        atomic_write_text(self.out_dir / f"{image_id}_conf.json", json.dumps(conf))
+        with atomic_write(self.out_dir / f"{image_id}_ignore.tiff", "wb") as fh:
+            tifffile.imwrite(fh, res.ignore.astype(np.uint8), compression="zlib", metadata=None)
+        if self.save_votes:
+            with atomic_write(self.out_dir / f"{image_id}_votes.tiff", "wb") as fh:
+                tifffile.imwrite(fh, res.votes, compression="zlib", metadata=None)
+        write_labels(self.out_dir / f"{image_id}_label.tiff", res.instances.labels)
+
+    def ping(self) -> str:
+        """The worker's node id (also a readiness check: returns once the teachers are loaded)."""
+        return self.node
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()[:12]
+    except Exception:  # noqa: BLE001 - ray missing or not in a worker
+        pass
+    return "local"

@@ -1,0 +1,313 @@
+"""Pseudo-labelling with Ray: serial == Ray, resume, corrupt input, failing and killed workers.
+
+One Ray session for the whole module (start-up takes seconds). Ray workers import the
+fault-injecting teacher below from this module (this folder is put on their PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from conftest import SHARED_DATA
+
+from cellfuse.io import read_image, read_labels
+from ensemble.pseudolabel import Manifest, read_val_f1, run_pseudo_label
+from teachers.classical import ClassicalTeacher
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_UNLABELED = ROOT / "data" / "demo" / "unlabeled" / "images"
+DSB_UNLABELED = SHARED_DATA / "dsb2018" / "unlabeled" / "images"
+PLUGIN = {"faulty": "test_pseudolabel:FaultyTeacher"}
+
+
+class FaultyTeacher(ClassicalTeacher):
+    """The classical teacher, plus injected faults keyed by the image's pixel digest.
+
+    Args:
+        kill_on: digests on which the worker process kills itself the first time
+            (a marker file in ``marker_dir`` remembers that it did).
+        raise_on: digests on which ``predict`` always raises.
+    """
+
+    def __init__(self, kill_on=(), raise_on=(), marker_dir=None, **kwargs):
+        super().__init__(**kwargs)
+        self.kill_on, self.raise_on, self.marker_dir = set(kill_on), set(raise_on), marker_dir
+
+    def predict(self, image):
+        digest = pixel_digest(image)
+        if digest in self.kill_on:
+            marker = Path(self.marker_dir) / f"killed_{digest}"
+            if not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        if digest in self.raise_on:
+            raise RuntimeError(f"injected failure on {digest[:8]}")
+        return super().predict(image)
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def make_cfg(teacher_type="classical", **teacher_kwargs):
+    teacher = dict(type=teacher_type, sigma=1.0, min_distance=7, **teacher_kwargs)
+    return dict(
+        teachers=[
+            dict(name="a", cfg=teacher, checkpoint=None, weight=1.0),
+            dict(name="b", cfg={**teacher, "sigma": 2.0}, checkpoint=None, weight=0.5),
+        ],
+        fusion=dict(hi=0.6),
+        pseudo=dict(
+            num_workers=2, retries=1, max_restarts=2, max_task_retries=2, custom_teachers=PLUGIN
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    temp = tempfile.mkdtemp(prefix="cfray", dir="/tmp")  # short: Ray's socket paths are limited
+    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_AUTH_MODE": "disabled"}},
+        logging_level="WARNING",
+    )
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """The 4 smallest demo unlabeled images (else DSB unlabeled), copied so tests may edit them."""
+    src = DEMO_UNLABELED if DEMO_UNLABELED.is_dir() else DSB_UNLABELED
+    if not src.is_dir():
+        pytest.skip("no unlabeled images")
+    files = sorted(src.glob("*.png"), key=lambda p: (p.stat().st_size, p.name))[:4]
+    dst = tmp_path / "images"
+    dst.mkdir()
+    for f in files:
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def outputs(out: Path) -> dict[str, tuple]:
+    res = {}
+    for lab in sorted(out.glob("*_label.tiff")):
+        iid = lab.name[: -len("_label.tiff")]
+        conf = json.loads((out / f"{iid}_conf.json").read_text())["scores"]
+        ignore = read_labels(out / f"{iid}_ignore.tiff")
+        res[iid] = (read_labels(lab), np.asarray(conf), ignore)
+    return res
+
+
+def test_serial_and_ray_give_identical_outputs(ray_session, images, tmp_path):
+    cfg = make_cfg()
+    s = run_pseudo_label(cfg, images, tmp_path / "serial", num_workers=0, progress=False)
+    r = run_pseudo_label(cfg, images, tmp_path / "ray", num_workers=2, progress=False)
+    assert s["done"] == r["done"] == 4 and s["failed"] == r["failed"] == 0
+    assert r["workers"] == 2
+    a, b = outputs(tmp_path / "serial"), outputs(tmp_path / "ray")
+    assert sorted(a) == sorted(b) and len(a) == 4
+    for iid in a:
+        for x, y in zip(a[iid], b[iid], strict=True):
+            np.testing.assert_array_equal(x, y)
+        labels, conf, ignore = a[iid]
+        assert conf.size == labels.max() and (conf >= 0.6).all()
+        assert not ignore[labels > 0].any()
+    entries = Manifest(tmp_path / "ray" / "manifest.jsonl").entries()
+    assert sorted(e["id"] for e in entries) == sorted(a)
+    assert {e["status"] for e in entries} == {"ok"}
+    assert all(e["node"] not in (None, "local") for e in entries)
+    # teachers' raw outputs are cached per image
+    assert len(list((tmp_path / "ray" / "cache" / "a").glob("*_label.tiff"))) == 4
+
+
+def test_resume_skips_done_images_and_redoes_changed_ones(ray_session, images, tmp_path):
+    out = tmp_path / "out"
+    cfg = make_cfg()
+    first = run_pseudo_label(cfg, images, out, progress=False)
+    assert first["done"] == 4
+    again = run_pseudo_label(cfg, images, out, progress=False)
+    assert again["skipped"] == 4 and again["done"] == 0 and again["workers"] == 0
+
+    # A changed input is redone, alone.
+    victim = sorted(images.glob("*.png"))[0]
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(read_image(victim)[::-1])).save(victim)
+    redo = run_pseudo_label(cfg, images, out, progress=False)
+    assert (redo["skipped"], redo["done"]) == (3, 1)
+    last = Manifest(out / "manifest.jsonl").entries()[-1]
+    assert last["id"] == victim.stem
+
+    # A deleted output is redone.
+    (out / f"{victim.stem}_ignore.tiff").unlink()
+    assert run_pseudo_label(cfg, images, out, progress=False)["done"] == 1
+
+    # A new fusion config redoes everything, from the teachers' cache.
+    cache = sorted((out / "cache" / "a").glob("*_label.tiff"))
+    mtimes = [p.stat().st_mtime_ns for p in cache]
+    cfg["fusion"] = dict(hi=0.8)
+    tuned = run_pseudo_label(cfg, images, out, progress=False)
+    assert tuned["done"] == 4 and tuned["config_hash"] != first["config_hash"]
+    assert [p.stat().st_mtime_ns for p in cache] == mtimes
+    entries = Manifest(out / "manifest.jsonl").entries()
+    assert len(entries) == 4 + 1 + 1 + 4
+    # labels fused from the cache == labels from a fresh run
+    fresh = run_pseudo_label(cfg, images, tmp_path / "fresh", num_workers=0, progress=False)
+    assert fresh["done"] == 4
+    a, b = outputs(out), outputs(tmp_path / "fresh")
+    for iid in a:
+        for x, y in zip(a[iid], b[iid], strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_corrupt_image_is_reported_and_the_rest_done(ray_session, images, tmp_path):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    out = tmp_path / "out"
+    res = run_pseudo_label(make_cfg(), images, out, progress=False)
+    assert res["done"] == 4 and res["failed_ids"] == ["broken"]
+    entry = Manifest(out / "manifest.jsonl").latest()["broken"]
+    assert entry["status"] == "failed" and entry["error"].startswith("ImageReadError")
+    assert entry["attempts"] == 1  # bad input is not retried
+    assert not (out / "broken_label.tiff").exists()
+    # a re-run does not try the same unreadable file again
+    assert run_pseudo_label(make_cfg(), images, out, progress=False)["skipped"] == 5
+
+
+def test_failing_task_is_retried_then_recorded(ray_session, images, tmp_path):
+    victim = sorted(images.glob("*.png"))[1]
+    cfg = make_cfg("faulty", raise_on=[pixel_digest(read_image(victim))])
+    out = tmp_path / "out"
+    res = run_pseudo_label(cfg, images, out, progress=False)
+    assert res["done"] == 3 and res["failed_ids"] == [victim.stem]
+    entry = Manifest(out / "manifest.jsonl").latest()[victim.stem]
+    assert entry["attempts"] == 2  # 1 + retries
+    assert "injected failure" in entry["error"]
+
+
+def test_killed_worker_is_replaced_and_its_image_rerun(ray_session, images, tmp_path):
+    victim = sorted(images.glob("*.png"))[2]
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    cfg = make_cfg("faulty", kill_on=[pixel_digest(read_image(victim))], marker_dir=str(markers))
+    out = tmp_path / "out"
+    res = run_pseudo_label(cfg, images, out, progress=False)
+    assert len(list(markers.iterdir())) == 1  # a worker did die
+    assert res["done"] == 4 and res["failed"] == 0
+    entries = Manifest(out / "manifest.jsonl").entries()
+    assert sorted(e["id"] for e in entries) == sorted(p.stem for p in images.glob("*.png"))
+    # same labels as an undisturbed serial run
+    ref = run_pseudo_label(make_cfg(), images, tmp_path / "ref", num_workers=0, progress=False)
+    assert ref["done"] == 4
+    a, b = outputs(out), outputs(tmp_path / "ref")
+    np.testing.assert_array_equal(a[victim.stem][0], b[victim.stem][0])
+
+
+def test_weight_from_val_f1_beside_the_checkpoint(tmp_path):
+    from cellfuse.errors import ConfigError
+
+    ckpt = tmp_path / "best.pth"
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "result.json").write_text(
+        json.dumps({"val_metrics": {"f1_50": 0.81, "f1_75": 0.6}})
+    )
+    assert read_val_f1(ckpt) == pytest.approx(0.81)
+    (tmp_path / "result.json").unlink()
+    (tmp_path / "best_metrics.json").write_text(
+        json.dumps({"iter": 9, "metrics": {"cell/f1_50": 0.7}})
+    )
+    assert read_val_f1(ckpt) == pytest.approx(0.7)
+    (tmp_path / "best_metrics.json").unlink()
+    with pytest.raises(ConfigError, match="numeric weight"):
+        read_val_f1(ckpt)
+
+
+def test_classical_teacher_fit_load_predict(tmp_path):
+    from cellfuse.layout import list_samples
+    from teachers import build_teacher, load_teacher
+
+    train_dir = ROOT / "data" / "demo" / "train"
+    if not train_dir.is_dir():
+        pytest.skip("no demo train split")
+    samples = list_samples(train_dir, require_labels=True)[:3]
+    teacher = build_teacher(dict(type="classical", grid_sigma=(1.0,), grid_min_distance=(5, 7)))
+    ckpt = teacher.fit(samples[:2], samples[2:], tmp_path)
+    assert 0.0 < teacher.val_metrics["f1_50"] <= 1.0
+    assert read_val_f1(ckpt) == pytest.approx(teacher.val_metrics["f1_50"])
+    loaded = load_teacher(dict(type="classical"), ckpt)
+    assert loaded.params == teacher.params
+    inst = loaded.predict(read_image(samples[2].image))
+    assert inst.n > 0 and ((inst.scores >= 0.5) & (inst.scores <= 1.0)).all()
+
+
+def test_tool_runs_serially(images, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from pseudo_label import main
+
+    out = tmp_path / "cli"
+    rc = main(
+        [
+            "configs/ensemble/pseudo_demo.py"
+            if Path.cwd() == ROOT
+            else str(ROOT / "configs/ensemble/pseudo_demo.py"),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--num-workers",
+            "0",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    assert len(list(out.glob("*_label.tiff"))) == 4
+
+
+def test_resolve_teachers_reads_work_dirs_skips_optional_and_rejects_bad_entries(tmp_path):
+    from cellfuse.errors import ConfigError
+    from ensemble.pseudolabel import _runtime_env, resolve_teachers
+
+    work = tmp_path / "flowunet_cpu"
+    work.mkdir()
+    ckpt = work / "best.pth"
+    ckpt.write_bytes(b"weights")
+    result = {"checkpoint": str(ckpt), "val_metrics": {"f1_50": 0.8}}
+    (work / "result.json").write_text(json.dumps(result))
+    classical = dict(type="classical")
+    specs = resolve_teachers(
+        [
+            dict(name="net", cfg=classical, checkpoint=str(work)),
+            dict(name="gone", cfg=classical, checkpoint=str(tmp_path / "nope"), optional=True),
+            dict(name="otsu", cfg=classical, checkpoint=None, weight=0.5),
+        ]
+    )
+    assert [s.name for s in specs] == ["net", "otsu"]
+    assert specs[0].checkpoint == str(ckpt) and specs[0].weight == pytest.approx(0.8)
+    assert len(specs[0].checkpoint_sha1) == 40 and specs[1].checkpoint is None
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_teachers([dict(name="x", cfg=classical, checkpoint=str(tmp_path / "nope"))])
+    with pytest.raises(ConfigError, match="unique 'name'"):
+        resolve_teachers([dict(name="x", cfg=classical), dict(name="x", cfg=classical)])
+    with pytest.raises(ConfigError, match="one of"):
+        resolve_teachers([dict(name="x", cfg=dict(type="nosuch"))])
+    with pytest.raises(ConfigError, match="unknown keys"):
+        resolve_teachers([dict(name="x", cfg=classical, wieght=1.0)])
+    env = _runtime_env({"env_vars": {"OMP_NUM_THREADS": 1}})
+    assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
+    assert str(ROOT) in env["env_vars"]["PYTHONPATH"]
