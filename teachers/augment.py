@@ -1,0 +1,227 @@
+"""Input representation, scale normalisation, augmentation and crop sampling.
+
+Shared by the flow U-Net teacher and the student.
+
+Input representation (:func:`prepare_image`): any image (8/16-bit, gray, RGB, RGBA,
+few-channel) becomes ``HxWx3 float32`` in [0, 1]: ``to_rgb`` (gray is repeated), per-channel
+1-99.8 percentile normalisation, and images with a bright background (brightfield, H&E-like
+stains; median > 0.5) are inverted so cells are always bright on dark.
+
+Scale normalisation: images are resized by ``nominal / median_diameter`` so that cells reach
+a nominal diameter (equivalent-circle diameter, :func:`median_diameter`).
+
+Augmentation (:func:`sample_crop`): one affine resampling per crop (scale jitter, any
+rotation, a flip, translation) applied to image and targets together, with the flow vectors
+rotated and flipped to match; then colour jitter on the image (gray conversion, channel
+shuffle, hue/saturation/value jitter, contrast/gamma, inversion, noise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from skimage.color import hsv2rgb, rgb2hsv
+
+from cellfuse.errors import InvalidImageError
+from cellfuse.io import normalize_image, to_rgb
+
+
+def prepare_image(image: np.ndarray, invert: bool | str = "auto") -> np.ndarray:
+    """Fixed network input representation (see module doc).
+
+    Args:
+        image: HxW or HxWxC array of any real dtype.
+        invert: True/False, or "auto" (invert when the median of the normalised gray > 0.5).
+
+    Returns:
+        HxWx3 float32 in [0, 1], cells bright on a dark background.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise InvalidImageError(f"expected an HxW or HxWxC image, got shape {arr.shape}")
+    x = normalize_image(to_rgb(arr), per_channel=True)
+    if invert == "auto":
+        step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / 1e6)))
+        invert = bool(np.median(x[::step, ::step].mean(axis=-1)) > 0.5)
+    if invert:
+        x = 1.0 - x
+    return x
+
+
+def median_diameter(labels: np.ndarray) -> float:
+    """Median equivalent-circle diameter ``2 * sqrt(area / pi)`` of the instances (0 if none)."""
+    area = np.bincount(labels.ravel())[1:]
+    area = area[area > 0]
+    if area.size == 0:
+        return 0.0
+    return float(np.median(2.0 * np.sqrt(area / np.pi)))
+
+
+def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(H, W) after resizing by ``scale`` (at least 1 px)."""
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an HxWxC float image (antialiased when shrinking).
+
+    Returns:
+        shape[0] x shape[1] x C float32.
+    """
+    if tuple(image.shape[:2]) == tuple(shape):
+        return np.asarray(image, np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+    shrink = shape[0] < image.shape[0] or shape[1] < image.shape[1]
+    out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an HxW label image (pixel centres map to pixel centres)."""
+    h, w = labels.shape
+    if (h, w) == tuple(shape):
+        return labels
+    yi = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
+    xi = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+    return labels[yi[:, None], xi[None, :]]
+
+
+def affine_sample(
+    arrays: np.ndarray,
+    center: tuple[float, float],
+    size: int,
+    scale: float,
+    theta: float,
+    flip: bool,
+    order: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a ``size x size`` window from ``CxHxW`` arrays (zeros outside).
+
+    Output pixel ``q`` reads input position ``center + M @ (q - c_out)`` with
+    ``M = R(theta) @ diag(1, -1 if flip else 1) / scale``.
+
+    Args:
+        arrays: CxHxW float arrays.
+        center: (y, x) input position that lands in the middle of the output.
+        size: output side in px.
+        scale: > 1 enlarges (zooms in).
+        theta: rotation in radians.
+        flip: mirror the x axis.
+        order: interpolation order (1 = bilinear).
+
+    Returns:
+        (C x size x size float32, 2x2 orthogonal part ``Q = R @ F`` of ``M``; a vector field
+        ``v`` (dy, dx) in input coordinates becomes ``Q.T @ v`` in output coordinates).
+    """
+    c, s = math.cos(theta), math.sin(theta)
+    q = np.array([[c, -s], [s, c]]) @ np.diag([1.0, -1.0 if flip else 1.0])
+    m = q / scale
+    grid = np.mgrid[0:size, 0:size].reshape(2, -1).astype(np.float64) - (size - 1) / 2.0
+    pos = m @ grid + np.asarray(center, np.float64)[:, None]
+    out = np.stack(
+        [
+            ndi.map_coordinates(a, pos, order=order, mode="constant", cval=0.0).reshape(size, size)
+            for a in arrays
+        ]
+    ).astype(np.float32)
+    return out, q
+
+
+def transform_flows(flows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Rotate/flip a 2xHxW (dy, dx) field sampled by :func:`affine_sample`: ``Q.T @ v``."""
+    return np.einsum("ji,jhw->ihw", q, flows).astype(np.float32)
+
+
+def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.ndarray:
+    """Random colour/intensity changes of an HxWx3 float image in [0, 1].
+
+    Args:
+        img: HxWx3 float32.
+        rng: random generator.
+        p: probabilities, keys ``gray``, ``shuffle``, ``hsv``, ``contrast``, ``invert``,
+            ``noise`` (missing keys mean 0).
+
+    Returns:
+        HxWx3 float32 in [0, 1].
+    """
+    x = img
+    if rng.random() < p.get("hsv", 0.0):
+        hsv = rgb2hsv(np.clip(x, 0, 1))
+        hsv[..., 0] = (hsv[..., 0] + rng.uniform(-0.5, 0.5)) % 1.0
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.6, 1.4), 0, 1)
+        hsv[..., 2] = np.clip(hsv[..., 2] * rng.uniform(0.8, 1.2), 0, 1)
+        x = hsv2rgb(hsv).astype(np.float32)
+    if rng.random() < p.get("shuffle", 0.0):
+        x = x[..., rng.permutation(3)]
+    if rng.random() < p.get("gray", 0.0):
+        x = np.repeat(x.mean(axis=-1, keepdims=True), 3, axis=-1)
+    if rng.random() < p.get("contrast", 0.0):
+        gamma = math.exp(rng.uniform(-0.5, 0.5))
+        x = np.clip(x, 0, 1) ** gamma * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
+    if rng.random() < p.get("invert", 0.0):
+        x = 1.0 - x
+    if rng.random() < p.get("noise", 0.0):
+        x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def sample_crop(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    scale_range: tuple[float, float] = (0.75, 1.33),
+    color: dict[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented training crop.
+
+    Args:
+        image: 3xHxW float image in [0, 1] (at the normalised scale).
+        target: 3xHxW float targets: cell probability (0/1), flow dy, flow dx; any further
+            channels (Kx, e.g. per-pixel loss weights) are resampled with the crop (bilinear,
+            0 outside the image) and returned after the first three.
+        rng: random generator.
+        size: crop side in px.
+        scale_range: log-uniform scale jitter range.
+        color: probabilities for :func:`color_jitter` (None: no colour jitter).
+
+    Returns:
+        (3 x size x size float32 image, (3 + K) x size x size float32 target; probability
+        is 0/1).
+    """
+    h, w = image.shape[1:]
+    lo, hi = math.log(scale_range[0]), math.log(scale_range[1])
+    scale = math.exp(rng.uniform(lo, hi))
+    half = (size / scale) / 2.0
+    # keep the window centre inside the image, and the window inside it when it fits
+    cy = rng.uniform(min(half, h / 2), max(h - half, h / 2))
+    cx = rng.uniform(min(half, w / 2), max(w - half, w / 2))
+    theta = rng.uniform(0, 2 * math.pi)
+    flip = bool(rng.random() < 0.5)
+    out, q = affine_sample(
+        np.concatenate([image, target]), (cy, cx), size, scale, theta, flip, order=1
+    )
+    img = out[:3]
+    prob = (out[3:4] > 0.5).astype(np.float32)
+    flows = transform_flows(out[4:6], q) * prob  # zero flow outside cells
+    extra = out[6:]  # further target channels (e.g. per-pixel loss weights): resampled as is
+    if color:
+        img = color_jitter(img.transpose(1, 2, 0), rng, color).transpose(2, 0, 1)
+    return np.ascontiguousarray(img), np.concatenate([prob, flows, extra])
+
+
+__all__ = [
+    "prepare_image",
+    "median_diameter",
+    "scaled_shape",
+    "resize_image",
+    "resize_labels",
+    "affine_sample",
+    "transform_flows",
+    "color_jitter",
+    "sample_crop",
+]
