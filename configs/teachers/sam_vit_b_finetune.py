@@ -1,0 +1,37 @@
+# SAM teacher, GPU profile: the official ViT-B, mask decoder (+ prompt encoder) fine-tuned,
+# image encoder frozen. The weights are a local file, never downloaded:
+#   python tools/train_teacher.py configs/teachers/sam_vit_b_finetune.py \
+#       --cfg-options teacher.checkpoint=/path/to/sam_vit_b_01ec64.pth
+_base_ = ["../_base_/data_dsb2018.py"]
+
+teacher = dict(
+    type="sam",
+    variant="vit_b",  # 1024 px input, 16 px patches: 4 px per low-res mask pixel
+    checkpoint=None,
+    require_checkpoint=True,
+    freeze_encoder=True,
+    nominal_diameter=40.0,
+    tile_overlap=128,
+    multimask=False,
+    neg_points=0,
+    iou_thresh=0.5,
+    min_area=8,
+    merge_radius=3.0,
+    prompt_batch=64,
+    device="cuda",
+    train=dict(
+        time_budget_min=60.0,
+        lr=1e-4,
+        weight_decay=0.01,
+        warmup_steps=50,
+        crops_per_step=2,
+        prompts_per_crop=64,
+        jitter=0.2,
+        neg_points=2,
+        neg_prob=0.5,
+        box_prob=0.0,
+        scale_jitter=0.3,
+        val_every_min=10.0,
+        num_threads=8,
+    ),
+)

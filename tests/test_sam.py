@@ -1,0 +1,286 @@
+"""SAM teacher: builders and weight loading, prompt helpers, training step, tiled prompting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import segment_anything  # noqa: F401  (installed by setup; a missing stack must fail, not skip)
+import torch
+from helpers import disc_labels  # noqa: E402
+
+import teachers.sam as tsam  # noqa: E402
+from cellfuse.errors import ConfigError  # noqa: E402
+from cellfuse.instances import Instances  # noqa: E402
+from cellfuse.layout import Sample  # noqa: E402
+from teachers import build_teacher  # noqa: E402
+from teachers.sam import (  # noqa: E402
+    SAMTeacher,
+    merge_prompt_points,
+    neighbour_negatives,
+    paint_masks,
+    prompt_scale,
+    sam_registry,
+)
+
+# official layout: (embed dim, depth, heads, global attention blocks)
+OFFICIAL = {
+    "vit_b": (768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": (1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": (1280, 32, 16, (7, 15, 23, 31)),
+}
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+@pytest.mark.parametrize("variant", sorted(sam_registry))
+def test_every_variant_builds_on_meta_in_eval_mode(variant):
+    with torch.device("meta"):
+        sam = sam_registry[variant]()
+    assert not sam.training
+    sd = sam.state_dict()
+    enc = sam.image_encoder
+    assert sd["image_encoder.pos_embed"].shape[1] == enc.img_size // enc.patch_embed.proj.stride[0]
+    assert sd["mask_decoder.iou_prediction_head.layers.2.weight"].shape[0] == 4  # 1 + 3 masks
+    if variant in OFFICIAL:
+        dim, depth, heads, glob = OFFICIAL[variant]
+        assert sd["image_encoder.pos_embed"].shape == (1, 64, 64, dim)
+        assert f"image_encoder.blocks.{depth - 1}.mlp.lin2.weight" in sd
+        assert f"image_encoder.blocks.{depth}.norm1.weight" not in sd
+        for i in range(depth):  # windowed blocks: 14x14 rel-pos; global ones: 64x64
+            size = 127 if i in glob else 27
+            assert sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape == (size, dim // heads)
+        assert sd["image_encoder.neck.0.weight"].shape == (256, dim, 1, 1)
+        assert sd["mask_decoder.transformer.layers.1.mlp.lin1.weight"].shape == (2048, 256)
+        assert sd["prompt_encoder.mask_downscaling.0.weight"].shape == (4, 1, 2, 2)
+
+
+def test_vit_b_state_dict_round_trip_through_builder(tmp_path):
+    sam = sam_registry["vit_b"]()
+    n = sum(p.numel() for p in sam.parameters())
+    assert 93e6 < n < 95e6  # the released ViT-B has 93.7 M parameters
+    path = tmp_path / "sam_vit_b.pth"
+    torch.save(sam.state_dict(), path)  # the official files are plain state dicts
+    again = tsam.build_sam_vit_b(checkpoint=path)
+    assert not again.training
+    for k, v in sam.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        tsam.build_sam_vit_tiny(checkpoint=tmp_path / "missing.pth")
+    sd = tsam.build_sam_vit_tiny().state_dict()
+    sd.pop("mask_decoder.iou_token.weight")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(
+        ConfigError, match=r"1 missing \(first: \['mask_decoder.iou_token.weight'\]\).*extra.weight"
+    ):
+        tsam.build_sam_vit_tiny(checkpoint=tmp_path / "bad.pth")
+    torch.save(tsam.build_sam_vit_tiny().state_dict(), tmp_path / "tiny.pth")
+    with pytest.raises(ConfigError, match="shape mismatches"):
+        tsam.build_sam_vit_b(checkpoint=tmp_path / "tiny.pth")
+
+
+def test_teacher_config_errors():
+    with pytest.raises(ConfigError, match="unknown SAM variant"):
+        SAMTeacher(variant="vit_x")
+    with pytest.raises(ConfigError, match="teacher.checkpoint="):
+        build_teacher(dict(type="sam", variant="vit_b", require_checkpoint=True))
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_merge_prompt_points_merges_near_duplicates_only():
+    a = np.array([[10.0, 10.0], [50.0, 50.0], [np.nan, np.nan]])
+    b = np.array([[11.0, 10.0], [50.0, 60.0]])
+    out = merge_prompt_points([a, b], radius=3.0)
+    np.testing.assert_allclose(out, [[10.5, 10.0], [50.0, 50.0], [50.0, 60.0]])
+    assert merge_prompt_points([], 3.0).shape == (0, 2)
+    assert len(merge_prompt_points([a[:2], a[:2]], radius=0.5)) == 2
+
+
+def test_neighbour_negatives_and_prompt_scale():
+    pts = np.array([[0.0, 0.0], [0.0, 5.0], [0.0, 12.0], [100.0, 100.0]])
+    nn = neighbour_negatives(pts, k=2, radius=10.0)
+    np.testing.assert_array_equal(nn, [[1, -1], [0, 2], [1, -1], [-1, -1]])
+    assert prompt_scale(np.array([10.0, 10.0, 30.0]), nominal=20.0) == 2.0
+    assert prompt_scale(np.array([1.0]), nominal=20.0, limits=(0.5, 4.0)) == 4.0
+    assert prompt_scale(np.zeros(0), nominal=20.0) == 1.0
+
+
+def test_paint_masks_best_score_wins_and_hidden_duplicates_drop():
+    m = np.ones((4, 4), bool)
+    inst = paint_masks(
+        (10, 10), [(0, 0, m), (1, 1, m), (6, 6, m[:2, :2])], np.array([0.5, 0.9, 0.7])
+    )
+    assert inst.n == 2  # the 0.5 mask keeps 7/16 px < half: a duplicate, dropped
+    np.testing.assert_allclose(inst.scores, [0.9, 0.7])
+    assert (inst.labels[1:5, 1:5] == 1).all() and (inst.labels[6:8, 6:8] == 2).all()
+
+
+# ----------------------------------------------------------------------------- prompting
+
+
+def _fake_decode(radius: float):
+    """A decoder answering each point with a disc of ``radius`` encoder px around it."""
+    calls = []
+
+    def decode(sam, emb, coords, labels, boxes=None, multimask=False):
+        side = sam.image_encoder.img_size // sam.image_encoder.patch_embed.proj.stride[0] * 4
+        f = sam.image_encoder.img_size / side
+        c = (torch.arange(side, dtype=torch.float32) + 0.5) * f - 0.5
+        pos = coords[:, 0]  # (x, y) of the positive point
+        d2 = (c[None, None, :] - pos[:, 0, None, None]) ** 2 + (
+            c[None, :, None] - pos[:, 1, None, None]
+        ) ** 2
+        calls.append(pos.clone())
+        return (radius - d2.sqrt())[:, None], torch.full((len(pos), 1), 0.9)
+
+    return decode, calls
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 0.5])
+def test_tiled_prompts_route_to_owner_tiles_and_map_back(monkeypatch, scale):
+    t = SAMTeacher(variant="vit_tiny", tile_overlap=48, iou_thresh=0.5, min_area=4)
+    h, w = 600, 430  # larger than the encoder input at every scale tested
+    rng = np.random.default_rng(0)
+    pts = np.stack([rng.uniform(10, h - 10, 40), rng.uniform(10, w - 10, 40)], 1)
+    pts = merge_prompt_points([pts], radius=25.0)  # keep discs apart
+    encoded = []
+    monkeypatch.setattr(
+        tsam, "encode", lambda sam, ims: encoded.append(ims[0].shape) or torch.zeros(1)
+    )
+    decode, calls = _fake_decode(radius=6.0)
+    monkeypatch.setattr(tsam, "decode", decode)
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    inst = t.predict_points(image, pts, scale)
+
+    tiles = tsam.tile_grid((round(h * scale), round(w * scale)), t.img_size, 48)
+    assert len(tiles) > 1
+    owners = tsam.tile_centroid_owner((pts + 0.5) * scale - 0.5, tiles)
+    assert len(encoded) == len(np.unique(owners))  # one encoder pass per tile that has prompts
+    assert sum(len(c) for c in calls) == len(pts)  # each prompt answered exactly once
+    assert all(s[1] <= t.img_size and s[2] <= t.img_size for s in encoded)
+    # every disc comes back centred on its prompt, radius 6 encoder px = 6 / scale image px
+    assert inst.n == len(pts) and inst.shape == (h, w)
+    cen = inst.centroids()
+    d = np.linalg.norm(cen[:, None] - pts[None], axis=-1).min(1)
+    assert d.max() < 0.6
+    np.testing.assert_allclose(inst.areas(), np.pi * (6.0 / scale) ** 2, rtol=0.25)
+    np.testing.assert_allclose(inst.scores, 0.9, rtol=1e-6)
+
+
+def test_zero_prompts_give_empty_instances(monkeypatch):
+    t = SAMTeacher(variant="vit_tiny")
+    image = np.zeros((40, 50, 3), np.uint8)
+    for inst in (
+        t.predict(image),  # no prompt_teacher configured
+        t.predict_with_prompts(image, Instances.empty((40, 50))),
+        t.predict_with_prompts(image, []),
+    ):
+        assert inst.n == 0 and inst.shape == (40, 50)
+
+
+def test_predict_uses_prompt_teacher(monkeypatch):
+    import teachers
+
+    truth = disc_labels((128, 128), 6, rmin=6, rmax=9, seed=2)
+
+    class Fake:
+        def predict(self, image):
+            return Instances.from_labels(truth)
+
+    monkeypatch.setattr(teachers, "load_teacher", lambda cfg, ckpt: Fake())
+    decode, calls = _fake_decode(radius=5.0)
+    monkeypatch.setattr(tsam, "decode", decode)
+    t = SAMTeacher(prompt_teacher=dict(cfg=dict(type="fake"), checkpoint="x.pth"))
+    inst = t.predict(np.zeros((128, 128, 3), np.uint8))
+    assert inst.n == 6 and sum(len(c) for c in calls) == 6
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _write_samples(root, n=2, size=96):
+    import tifffile
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    out = []
+    for i in range(n):
+        lab = disc_labels((size, size), 8, rmin=5, rmax=9, seed=i)
+        img = ((lab > 0) * 180 + 30).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"s{i}.png")
+        tifffile.imwrite(root / "labels" / f"s{i}_label.tiff", lab)
+        out.append(
+            Sample(f"s{i}", root / "images" / f"s{i}.png", root / "labels" / f"s{i}_label.tiff")
+        )
+    return out
+
+
+def test_training_steps_checkpoint_and_resume(tmp_path):
+    from teachers.sam_train import train_sam
+
+    samples = _write_samples(tmp_path / "data")
+    t = SAMTeacher(
+        variant="vit_tiny", train=dict(max_steps=1, crops_per_step=1, prompts_per_crop=4)
+    )
+    before = {k: v.clone() for k, v in t.sam.state_dict().items()}
+    best = t.fit(samples, samples[:1], tmp_path / "work")
+    assert best == tmp_path / "work" / "best.pth" and best.is_file()
+    assert set(t.val_metrics) >= {"f1_50", "f1_75", "step"}
+    changed = [k for k, v in t.sam.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("image_encoder.") for k in changed)
+    assert any(k.startswith("mask_decoder.") for k in changed)
+    last = torch.load(tmp_path / "work" / "last.pth", weights_only=True)
+    assert last["step"] == 1
+
+    t2 = SAMTeacher(variant="vit_tiny")
+    train_sam(
+        t2,
+        samples,
+        samples[:1],
+        tmp_path / "work",
+        resume=True,
+        max_steps=2,
+        crops_per_step=1,
+        prompts_per_crop=4,
+    )
+    assert torch.load(tmp_path / "work" / "last.pth", weights_only=True)["step"] == 2
+    t3 = SAMTeacher(variant="vit_tiny")
+    t3.load(best)  # a cellfuse checkpoint loads through the same path as an official one
+
+
+def test_sam_loss_prefers_the_right_mask():
+    from teachers.sam_train import sam_loss
+
+    target = torch.zeros(2, 256, 256)
+    target[:, 100:140, 100:140] = 1
+    good = torch.full((2, 1, 128, 128), -8.0)
+    good[:, :, 50:70, 50:70] = 8.0
+    loss_good, parts = sam_loss(good, torch.ones(2, 1), target, 256)
+    loss_bad, _ = sam_loss(-good, torch.ones(2, 1), target, 256)
+    assert parts["iou"] == pytest.approx(1.0) and parts["iou_mse"] == pytest.approx(0.0)
+    assert loss_good < 0.05 < loss_bad
+
+
+@pytest.mark.slow
+def test_demo_config_trains_end_to_end(tmp_path):
+    import json
+
+    from conftest import DEMO, ROOT
+
+    from teachers.train import load_config, train_teacher
+
+    cfg = load_config(
+        ROOT / "configs/teachers/sam_demo.py",
+        {"data.root": str(DEMO), "teacher.train.time_budget_min": 1.0},
+    )
+    ckpt = train_teacher(cfg, tmp_path / "work")
+    result = json.loads((tmp_path / "work" / "result.json").read_text())
+    assert ckpt.is_file() and result["type"] == "sam"
+    assert 0.0 <= result["val_metrics"]["f1_50"] <= 1.0
