@@ -1,0 +1,11 @@
+# Student on the embedded demo set with the demo ensemble's pseudo-labels: minutes on 2 CPU cores.
+# python tools/pseudo_label.py configs/ensemble/pseudo_demo.py && python tools/distill.py THIS
+_base_ = ["../_base_/data_demo.py", "./_base_student.py"]
+
+student = dict(
+    variant="flow_xs",
+    pseudo="work/pseudo/pseudo_demo",
+    crop=128,
+    train_minutes=2.0,
+    val_every_minutes=1.0,
+)

@@ -1,0 +1,391 @@
+"""Distillation: train the student on labeled images plus fused pseudo-labels.
+
+The training machinery (scale normalisation by the nominal diameter, cached flow targets,
+augmented crops, AdamW with a time-based schedule, validation with the challenge F1,
+atomic ``best.pth``/``last.pth``, ``--resume``) is the flow teacher's:
+:class:`StudentTrainer` subclasses :class:`teachers.flowunet.FlowUNetTeacher` and changes
+only what differs:
+
+- the network (:class:`student.model.StudentNet`, a registry variant);
+- the data: pseudo-labeled images (``<id>_label.tiff``, ``<id>_conf.json``,
+  ``<id>_ignore.tiff`` and ``manifest.jsonl`` written by :mod:`ensemble.pseudolabel`) are
+  added to the labeled ones. Every target gets a 4th channel, the per-pixel loss weight:
+  ``labeled_weight`` on labeled images; on pseudo-labeled ones the cell's fused confidence
+  inside a cell, 1 on background, 0 on the ignore mask (times ``pseudo_weight``); 0 outside
+  the image in crops that reach past it;
+- the sampling: a crop comes from a labeled image with probability ``labeled_fraction``
+  (within each group, the teacher's modality oversampling and size weighting);
+- the loss: the teacher's (flow MSE / 2 + BCE) weighted per pixel, normalised by the pixel
+  count so that weights keep their meaning across batches;
+- validation and inference go through :class:`student.predictor.StudentPredictor`, the
+  same code path as deployment, so the selected checkpoint is the best *deployed* model.
+
+With ``pseudo=None`` the same command trains the labeled-only student (the ablation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cellfuse.errors import ConfigError
+from cellfuse.flows import labels_to_flows
+from cellfuse.instances import Instances
+from cellfuse.io import atomic_write, read_image, read_labels
+from cellfuse.layout import Sample
+from cellfuse.modality import modality
+from student.model import VARIANTS, StudentNet, load_student
+from student.postprocess import PostProcess
+from teachers.augment import (
+    median_diameter,
+    prepare_image,
+    resize_image,
+    resize_labels,
+    sample_crop,
+    scaled_shape,
+)
+from teachers.flowunet import FLOW_SCALE, FlowUNetTeacher
+
+log = logging.getLogger(__name__)
+
+PSEUDO_CACHE_VERSION = 1
+
+
+def pseudo_weight_map(
+    labels: np.ndarray, scores: np.ndarray, ignore: np.ndarray | None
+) -> np.ndarray:
+    """Per-pixel loss weight of a pseudo-labeled image.
+
+    Args:
+        labels: HxW integer pseudo-labels 1..N.
+        scores: N float fused confidences (``scores[i]`` for label ``i + 1``).
+        ignore: HxW bool/uint8 ignore mask (1 = do not learn), or None.
+
+    Returns:
+        HxW float32: confidence inside cells, 1 on background, 0 where ignored.
+    """
+    n = int(labels.max()) if labels.size else 0
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if scores.size < n:
+        raise ConfigError(f"pseudo-label has {n} cells but {scores.size} confidences")
+    lut = np.r_[np.float32(1.0), np.clip(scores[:n], 0.0, 1.0)].astype(np.float32)
+    w = lut[labels]
+    if ignore is not None:
+        w[np.asarray(ignore) > 0] = 0.0
+    return w
+
+
+def list_pseudo(folder: str | Path) -> list[dict[str, Path]]:
+    """Pseudo-labeled images of an ensemble output folder, from its ``manifest.jsonl``.
+
+    The latest manifest entry of each image id decides; only ``status == "ok"`` entries whose
+    files exist are returned.
+
+    Returns:
+        ``[{"id", "image", "label", "conf", "ignore"}]`` sorted by id.
+    """
+    folder = Path(folder)
+    manifest = folder / "manifest.jsonl"
+    if not manifest.is_file():
+        raise ConfigError(
+            f"{folder}: no manifest.jsonl; run tools/pseudo_label.py first or set student.pseudo=None"
+        )
+    latest: dict[str, dict[str, Any]] = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            latest[entry["id"]] = entry
+    out = []
+    for image_id, e in sorted(latest.items()):
+        item = dict(
+            id=image_id,
+            image=Path(e["image"]),
+            label=folder / f"{image_id}_label.tiff",
+            conf=folder / f"{image_id}_conf.json",
+            ignore=folder / f"{image_id}_ignore.tiff",
+        )
+        if e.get("status") == "ok" and all(
+            p.is_file() for k, p in item.items() if k in ("image", "label", "conf")
+        ):
+            out.append(item)
+    return out
+
+
+class StudentTrainer(FlowUNetTeacher):
+    """Trains a student (see module doc). Keyword arguments come from ``cfg.student``.
+
+    Args:
+        variant: name in :data:`student.model.VARIANTS`.
+        net: architecture overrides of the variant (widths, blocks, full_ch, norm, act).
+        pseudo: pseudo-label folder (with ``manifest.jsonl``), or None for labeled-only.
+        labeled_weight: loss weight of labeled pixels.
+        pseudo_weight: multiplier of the pseudo-label weight map.
+        labeled_fraction: probability that a crop comes from a labeled image.
+        max_pseudo: use at most this many pseudo-labeled images (None: all).
+        postprocess: :class:`student.postprocess.PostProcess` fields.
+        batch: tiles per network call at inference.
+        **kwargs: :class:`FlowUNetTeacher` arguments (nominal_diameter, crop, batch_size, lr,
+            train_minutes, val_every_minutes, tile, overlap, color, oversample, num_threads,
+            device, seed, ...).
+    """
+
+    name = "student"
+
+    def __init__(
+        self,
+        variant: str = "flow_s",
+        net: dict[str, Any] | None = None,
+        pseudo: str | None = None,
+        labeled_weight: float = 2.0,
+        pseudo_weight: float = 1.0,
+        labeled_fraction: float = 0.5,
+        max_pseudo: int | None = None,
+        postprocess: dict[str, Any] | None = None,
+        batch: int = 4,
+        overlap: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown student variant {variant!r}; known: {sorted(VARIANTS)}")
+        if not 0.0 < labeled_fraction <= 1.0:
+            raise ConfigError(f"labeled_fraction must be in (0, 1], got {labeled_fraction}")
+        self.pp = PostProcess.from_dict(postprocess)
+        super().__init__(
+            prob_threshold=self.pp.prob_threshold,
+            flow_threshold=self.pp.flow_threshold,
+            flow_iters=self.pp.flow_iters,
+            min_size=self.pp.min_size,
+            overlap=overlap,
+            **kwargs,
+        )
+        self.variant = variant
+        self.net_cfg = {**VARIANTS[variant], **(net or {})}
+        self.pseudo = pseudo
+        self.labeled_weight = float(labeled_weight)
+        self.pseudo_weight = float(pseudo_weight)
+        self.labeled_fraction = float(labeled_fraction)
+        self.max_pseudo = max_pseudo
+        self.infer_batch = int(batch)
+
+    # ------------------------------------------------------------------ network
+
+    def build_net(self) -> StudentNet:  # type: ignore[override]
+        return StudentNet(3, 3, **self.net_cfg)
+
+    @property
+    def net_stride(self) -> int:
+        return 2 ** len(self.net_cfg["widths"])
+
+    def predictor(self):
+        """A :class:`StudentPredictor` over the current weights (validation and inference)."""
+        from student.predictor import StudentPredictor
+
+        return StudentPredictor(
+            self._require_net(),
+            nominal_diameter=self.nominal_diameter,
+            diameter=self.diameter,
+            postprocess=self.pp,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch=self.infer_batch,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+            rescale_tolerance=self.rescale_tolerance,
+            estimate_window=self.estimate_window,
+            device=str(self.device),
+        )
+
+    def predict(self, image: np.ndarray) -> Instances:
+        return self.predictor().predict(image)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint(self, **extra: Any) -> dict[str, Any]:
+        net = self._require_net()
+        return dict(
+            state_dict=net.state_dict(),
+            net=net.config(),
+            variant=self.variant,
+            nominal_diameter=self.nominal_diameter,
+            postprocess=self.pp.to_dict(),
+            predictor=dict(tile=self.tile, overlap=self.overlap),
+            metrics=dict(self.val_metrics),
+            **extra,
+        )
+
+    def load(self, checkpoint: Path) -> None:
+        net, meta = load_student(checkpoint)
+        self.net_cfg = {k: v for k, v in net.config().items() if k not in ("in_ch", "out_ch")}
+        self.nominal_diameter = float(meta["nominal_diameter"])
+        self.pp = PostProcess.from_dict(meta.get("postprocess"))
+        self.net = net.to(self.device).eval()
+        self.val_metrics = dict(meta.get("metrics") or {})
+
+    # ------------------------------------------------------------------ data
+
+    def _pseudo_key(self, item: dict[str, Path]) -> str:
+        stamp = ":".join(
+            f"{p}:{p.stat().st_mtime_ns}" for k, p in item.items() if k != "id" and p.is_file()
+        )
+        key = f"{PSEUDO_CACHE_VERSION}:{stamp}:{self.nominal_diameter}:{self.min_scale}:{self.max_scale}"
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def prepare_pseudo_sample(self, item: dict[str, Path]) -> dict[str, Any]:
+        """Like :meth:`prepare_sample`, with the weight map as a 4th target channel."""
+        import tifffile
+
+        raw = read_image(item["image"])
+        labels = read_labels(item["label"], shape=raw.shape[:2])
+        scores = json.loads(Path(item["conf"]).read_text())["scores"]
+        ignore = tifffile.imread(item["ignore"]) if item["ignore"].is_file() else None
+        weight = pseudo_weight_map(labels, scores, ignore) * self.pseudo_weight
+        d = median_diameter(labels)
+        scale = self._clamp_scale(self.nominal_diameter / d) if d > 0 else 1.0
+        shape = scaled_shape(labels.shape, scale)
+        x = resize_image(prepare_image(raw), shape)
+        lab = resize_labels(labels, shape)
+        w = resize_labels(weight, shape)
+        target = np.concatenate([(lab > 0)[None].astype(np.float32), labels_to_flows(lab), w[None]])
+        return dict(
+            image=x.transpose(2, 0, 1).astype(np.float16),
+            target=target.astype(np.float16),
+            modality=modality(raw),
+            scale=scale,
+        )
+
+    def prepare_data(self, samples: list[Sample], cache_dir: Path | None) -> list[dict[str, Any]]:
+        """Labeled samples (the teacher's targets, source "labeled") + pseudo-labeled ones."""
+        data = super().prepare_data(samples, cache_dir)
+        for d in data:
+            d["source"] = "labeled"
+        if not self.pseudo:
+            return data
+        items = list_pseudo(self.pseudo)
+        if self.max_pseudo is not None:
+            items = items[: int(self.max_pseudo)]
+        if not items:
+            raise ConfigError(
+                f"{self.pseudo}: no usable pseudo-labels (manifest has no 'ok' image)"
+            )
+        pdir = cache_dir / "pseudo" if cache_dir is not None else None
+        if pdir is not None:
+            pdir.mkdir(parents=True, exist_ok=True)
+        from tqdm.auto import tqdm
+
+        for item in tqdm(items, desc="pseudo targets", unit="img", leave=False):
+            path = pdir / f"{item['id']}-{self._pseudo_key(item)}.npz" if pdir else None
+            if path is not None and path.is_file():
+                with np.load(path) as z:
+                    d = {k: z[k] for k in ("image", "target")}
+                    d["modality"], d["scale"] = str(z["modality"]), float(z["scale"])
+            else:
+                d = self.prepare_pseudo_sample(item)
+                if path is not None:
+                    with atomic_write(path, "wb") as fh:
+                        np.savez(fh, **d)
+            d["source"] = "pseudo"
+            data.append(d)
+        log.info("student: %d labeled + %d pseudo-labeled images", len(samples), len(items))
+        return data
+
+    def sampling_weights(self, data: list[dict[str, Any]]) -> np.ndarray:
+        """The teacher's per-image weights within each source, mixed by ``labeled_fraction``."""
+        w = np.zeros(len(data), np.float64)
+        groups = {"labeled": self.labeled_fraction, "pseudo": 1.0 - self.labeled_fraction}
+        present = {s for s in groups if any(d["source"] == s for d in data)}
+        for src in present:
+            idx = [i for i, d in enumerate(data) if d["source"] == src]
+            share = groups[src] if len(present) > 1 else 1.0
+            w[idx] = super().sampling_weights([data[i] for i in idx]) * share
+        return w / w.sum()
+
+    def make_batch(
+        self, data: list[dict[str, Any]], weights: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bx3xSxS images and Bx4xSxS targets (cell, dy, dx, loss weight)."""
+        imgs, tgts = [], []
+        for i in rng.choice(len(data), size=self.batch_size, p=weights):
+            tgt = data[i]["target"].astype(np.float32)
+            if tgt.shape[0] == 3:  # labeled: a constant weight channel
+                tgt = np.concatenate([tgt, np.full_like(tgt[:1], self.labeled_weight)])
+            img, t = sample_crop(
+                data[i]["image"].astype(np.float32),
+                tgt,
+                rng,
+                self.crop,
+                self.scale_jitter,
+                self.color,
+            )
+            imgs.append(img)
+            tgts.append(t)
+        return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tgts))
+
+    @staticmethod
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-pixel weighted cellpose loss; ``target[:, 3]`` is the weight (1 when absent)."""
+        if target.shape[1] < 4:
+            return FlowUNetTeacher.loss(out, target)
+        w = target[:, 3]
+        flow_se = ((out[:, 1:3] - FLOW_SCALE * target[:, 1:3]) ** 2).mean(dim=1)
+        bce = F.binary_cross_entropy_with_logits(out[:, 0], target[:, 0], reduction="none")
+        return (w * (flow_se / 2.0 + bce)).mean()
+
+
+def _n_pseudo(trainer: StudentTrainer) -> int:
+    if not trainer.pseudo:
+        return 0
+    n = len(list_pseudo(trainer.pseudo))
+    return n if trainer.max_pseudo is None else min(n, int(trainer.max_pseudo))
+
+
+def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
+    """Build ``cfg.student``, train it on ``cfg.data`` (+ pseudo-labels), record the result.
+
+    Returns:
+        The best checkpoint; ``work_dir/result.json`` records it with the val scores, the
+        number of pseudo-labeled images and the wall time.
+    """
+    from teachers.train import resolve_splits
+
+    if "student" not in cfg:
+        raise ConfigError("config has no 'student' dict (student = dict(variant='flow_s', ...))")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.work_dir = str(work_dir)
+    cfg.dump(str(work_dir / "config.py"))
+    scfg = cfg.student.to_dict() if hasattr(cfg.student, "to_dict") else dict(cfg.student)
+    trainer = StudentTrainer(**scfg)
+    train, val = resolve_splits(cfg.data)
+    log.info(
+        "distilling %s on %d labeled images (val %d), pseudo-labels: %s",
+        trainer.variant,
+        len(train),
+        len(val),
+        trainer.pseudo,
+    )
+    t0 = time.time()
+    ckpt = Path(trainer.fit(train, val, work_dir, resume=resume))
+    result = dict(
+        checkpoint=str(ckpt),
+        config=str(work_dir / "config.py"),
+        variant=trainer.variant,
+        pseudo=trainer.pseudo,
+        n_pseudo=_n_pseudo(trainer),
+        val_metrics=trainer.val_metrics,
+        train_seconds=round(time.time() - t0, 1),
+    )
+    with atomic_write(work_dir / "result.json", "w") as fh:
+        json.dump(result, fh, indent=2)
+    log.info("done: %s", result)
+    return ckpt
+
+
+__all__ = ["StudentTrainer", "distill", "list_pseudo", "pseudo_weight_map"]

@@ -1,0 +1,545 @@
+"""Student inference: numpy in, :class:`~cellfuse.instances.Instances` out; batched tiles;
+whole slides with bounded memory.
+
+::
+
+    pred = StudentPredictor.from_checkpoint("work/student/distill_cpu/best.pth")
+    inst = pred.predict(image)                            # HxWxC any dtype -> Instances
+    pred.predict_file("slide.tif", "slide_label.tiff")    # any size, tile by tile
+
+    pred = StudentPredictor.from_onnx("work/export/student.onnx")   # no training code needed
+
+Pipeline: normalise (per-channel 1-99.8 percentiles and bright-background inversion, the
+teachers' :func:`teachers.augment.prepare_image`, but with percentiles that are global to
+the image: for a slide they are estimated from a sparse grid of windows, never per tile);
+scale (cells are resized to the nominal diameter: the median diameter is measured by a
+first pass at the image's own scale on a few windows, unless ``diameter`` is given); tiles
+of ``tile`` px at the network scale overlapping by ``overlap`` px are run through the network
+``batch`` at a time; each tile is post-processed (:mod:`student.postprocess`) and stitched by
+:func:`cellfuse.tiling.predict_tiled` (StarDist rule: cells must be smaller than the
+overlap, i.e. ``overlap > nominal_diameter`` with margin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellfuse.errors import ConfigError, InvalidImageError
+from cellfuse.instances import Instances
+from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, to_rgb, write_labels
+from cellfuse.tiling import Tile, predict_tiled, tile_grid
+from student.postprocess import PostProcess, output_to_instances
+from teachers.augment import median_diameter, resize_image, resize_labels, scaled_shape
+
+log = logging.getLogger(__name__)
+
+Window = tuple[slice, slice]
+Reader = Callable[[Window], np.ndarray]
+
+#: images above this many pixels are stitched into a disk-backed array by predict_file
+MEMMAP_PX = 16_000_000
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+@dataclass
+class Normalizer:
+    """Global intensity normalisation: per-channel ``(x - lo) / (hi - lo)`` clipped to [0, 1],
+    then ``1 - x`` when ``invert`` (bright background).
+
+    Attributes:
+        lo, hi: 3 float64 per-channel percentiles (of the RGB image).
+        invert: invert after scaling.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    invert: bool
+
+    @classmethod
+    def from_sample(
+        cls, sample: np.ndarray, lower: float = 1.0, upper: float = 99.8
+    ) -> Normalizer | None:
+        """From ``Nx3`` sampled pixels; None when every channel is flat (nothing to segment)."""
+        lo, hi = np.percentile(sample, [lower, upper], axis=0)
+        if not (hi > lo).any():
+            return None
+        norm = cls(lo.astype(np.float64), hi.astype(np.float64), False)
+        norm.invert = bool(np.median(norm(sample[:, None, :]).mean(axis=-1)) > 0.5)
+        return norm
+
+    @classmethod
+    def from_image(cls, image: np.ndarray) -> Normalizer | None:
+        """Percentiles of the whole image, sampled with the stride ``normalize_image`` uses."""
+        from cellfuse.io import _PERCENTILE_SAMPLE_PX
+
+        rgb = to_rgb(image)
+        h, w = rgb.shape[:2]
+        step = max(1, math.ceil(math.sqrt(h * w / _PERCENTILE_SAMPLE_PX)))
+        return cls.from_sample(rgb[::step, ::step].reshape(-1, 3))
+
+    @classmethod
+    def from_reader(
+        cls, read: Reader, shape: tuple[int, int], grid: int = 6, size: int = 256
+    ) -> Normalizer | None:
+        """Percentiles of a ``grid x grid`` lattice of ``size`` px windows (whole slides)."""
+        h, w = shape
+        if h * w <= (grid * size) ** 2:
+            return cls.from_image(read((slice(0, h), slice(0, w))))
+        ys = np.linspace(0, max(h - size, 0), grid).astype(int)
+        xs = np.linspace(0, max(w - size, 0), grid).astype(int)
+        parts = [
+            to_rgb(read((slice(y, min(y + size, h)), slice(x, min(x + size, w))))).reshape(-1, 3)
+            for y in ys
+            for x in xs
+        ]
+        return cls.from_sample(np.concatenate(parts))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """HxWxC raw pixels -> HxWx3 float32 in [0, 1]."""
+        span = self.hi - self.lo
+        scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+        x = to_rgb(image).astype(np.float32)
+        x -= self.lo.astype(np.float32)
+        x *= scale.astype(np.float32)
+        np.clip(x, 0.0, 1.0, out=x)
+        if self.invert:
+            x = 1.0 - x
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(lo=self.lo.tolist(), hi=self.hi.tolist(), invert=self.invert)
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+class TorchBackend:
+    """Runs a torch student on ``Bx3xHxW`` float32 numpy batches.
+
+    A private copy of the network is used with its batch norms folded into the convs; on CPU
+    it runs channels-last, on CUDA under bf16 (fp16 when bf16 is unsupported) autocast; the
+    outputs are float32.
+    """
+
+    def __init__(self, net: Any, device: str = "auto", amp: bool = True) -> None:
+        import torch
+
+        from student.model import fuse_batchnorm
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.stride = int(net.stride)
+        self.net = fuse_batchnorm(copy.deepcopy(net).float().eval()).to(self.device)
+        self.channels_last = self.device.type == "cpu"
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.amp_dtype = None
+        if amp and self.device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run_torch(x).cpu().numpy()
+
+    def run_torch(self, x: Any) -> Any:
+        """``Bx3xHxW`` tensor or array (H, W multiples of :attr:`stride`) -> float32 tensor."""
+        import torch
+
+        t = torch.as_tensor(x, dtype=torch.float32).to(self.device)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        amp = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), amp:
+            y = self.net(t)
+        return y.float().contiguous()
+
+
+def _pad_batch(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad (edge when too small) the bottom/right of ``BxCxHxW`` to a multiple."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+class _TileBatcher:
+    """``predict_tiled``'s per-tile callback, with the network run on ``batch`` tiles at once.
+
+    ``predict_tiled`` visits the tiles of :func:`tile_grid` in order; when it asks for a tile
+    whose network output is not cached, the next ``batch`` tiles are read, resized, stacked
+    and run together, and their outputs cached until asked for.
+    """
+
+    def __init__(self, pred: StudentPredictor, tiles: list[Tile], read: Reader, scale: float):
+        self.pred, self.read, self.scale = pred, read, scale
+        self.tiles = tiles
+        self.index = {self._key(t.read): i for i, t in enumerate(tiles)}
+        self.cache: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def _key(win: Window) -> tuple[int, int, int, int]:
+        return (win[0].start, win[0].stop, win[1].start, win[1].stop)
+
+    def __call__(self, win: Window) -> Instances:
+        i = self.index[self._key(win)]
+        if i not in self.cache:
+            todo = list(range(i, min(i + self.pred.batch, len(self.tiles))))
+            outs = self.pred.network([self.read(self.tiles[j].read) for j in todo], self.scale)
+            self.cache.update(zip(todo, outs, strict=True))
+        out = self.cache.pop(i)
+        inst = output_to_instances(out, self.pred.pp)
+        size = (win[0].stop - win[0].start, win[1].stop - win[1].start)
+        if inst.labels.shape == size:
+            return inst
+        return Instances.from_labels(resize_labels(inst.labels, size), inst.scores)
+
+
+class StudentPredictor:
+    """Segments images with a student network (torch module or ONNX backend).
+
+    Args:
+        model: a :class:`student.model.StudentNet` (wrapped in :class:`TorchBackend`), or any
+            backend: a callable ``Bx3xHxW float32 -> Bx3xHxW float32`` numpy function with a
+            ``stride`` attribute (e.g. :class:`student.export.OnnxBackend`).
+        nominal_diameter: cell diameter (px) at the network scale (the training one).
+        diameter: cell diameter (px) of the input images; None = measure per image.
+        postprocess: :class:`PostProcess` or its dict.
+        tile, overlap: tiling at the network scale (px); overlap > the largest cell.
+        batch: tiles per network call.
+        min_scale, max_scale: bounds of the rescale factor.
+        rescale_tolerance: reuse the first (scale 1) pass when the scale is this close to 1.
+        estimate_window: side (px) of the windows of the diameter-measuring pass.
+        device: for a torch model: "auto", "cpu", "cuda[:i]".
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        nominal_diameter: float = 17.0,
+        diameter: float | None = None,
+        postprocess: PostProcess | dict[str, Any] | None = None,
+        tile: int = 512,
+        overlap: int = 64,
+        batch: int = 4,
+        min_scale: float = 0.25,
+        max_scale: float = 4.0,
+        rescale_tolerance: float = 0.1,
+        estimate_window: int = 512,
+        device: str = "auto",
+    ) -> None:
+        if callable(getattr(model, "state_dict", None)):  # a torch module
+            model = TorchBackend(model, device=device)
+        if not callable(model) or not hasattr(model, "stride"):
+            raise ConfigError("model must be a StudentNet or a backend with __call__ and stride")
+        if overlap >= tile:
+            raise ConfigError(f"overlap ({overlap}) must be smaller than tile ({tile})")
+        self.backend = model
+        self.nominal_diameter = float(nominal_diameter)
+        self.diameter = diameter
+        self.pp = (
+            postprocess
+            if isinstance(postprocess, PostProcess)
+            else PostProcess.from_dict(postprocess)
+        )
+        self.tile, self.overlap, self.batch = int(tile), int(overlap), max(1, int(batch))
+        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+        self.rescale_tolerance = float(rescale_tolerance)
+        self.estimate_window = int(estimate_window)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        device: str = "auto",
+        backend: str = "auto",
+        threads: int = 0,
+        **overrides: Any,
+    ) -> StudentPredictor:
+        """From a student training checkpoint (network config and inference params inside).
+
+        Args:
+            checkpoint: ``best.pth`` of :mod:`student.distill`.
+            device: torch device ("auto": CUDA when available).
+            backend: "torch", "onnx", or "auto": onnxruntime on CPU when it is installed
+                (its depthwise convolutions run ~4x faster than torch's on CPU; the network
+                is exported to a temporary ONNX file first), torch otherwise.
+            threads: onnxruntime intra-op threads (0: its default).
+            **overrides: constructor arguments replacing the checkpoint's.
+        """
+        import importlib.util
+
+        import torch
+
+        from student.model import load_student
+
+        net, meta = load_student(checkpoint)
+        kw: dict[str, Any] = dict(
+            nominal_diameter=meta.get("nominal_diameter") or 17.0,
+            postprocess=meta.get("postprocess"),
+            **(meta.get("predictor") or {}),
+        )
+        kw.update(overrides)
+        on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+        if backend == "auto":
+            ort = importlib.util.find_spec("onnxruntime") is not None
+            backend = "onnx" if on_cpu and ort else "torch"
+        if backend == "onnx":
+            from student.export import OnnxBackend, export_onnx
+
+            with tempfile.TemporaryDirectory() as tmp:
+                export_onnx(net, Path(tmp) / "student.onnx")
+                model: Any = OnnxBackend(Path(tmp) / "student.onnx", net.stride, threads=threads)
+            return cls(model, **kw)
+        if backend != "torch":
+            raise ConfigError(f"unknown backend {backend!r} (auto, torch, onnx)")
+        return cls(net, device=device, **kw)
+
+    @classmethod
+    def from_onnx(
+        cls, onnx_path: str | Path, threads: int = 0, **overrides: Any
+    ) -> StudentPredictor:
+        """From an exported ``.onnx`` file and its ``.json`` sidecar (no training code)."""
+        from student.export import OnnxBackend, read_sidecar
+
+        side = read_sidecar(onnx_path)
+        backend = OnnxBackend(onnx_path, stride=side["stride"], threads=threads)
+        kw = dict(
+            nominal_diameter=side["nominal_diameter"],
+            postprocess=side["postprocess"],
+            **side.get("predictor", {}),
+        )
+        kw.update(overrides)
+        return cls(backend, **kw)
+
+    def config(self) -> dict[str, Any]:
+        """Inference parameters other than the network and post-processing (for sidecars)."""
+        return dict(
+            diameter=self.diameter,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch=self.batch,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+            rescale_tolerance=self.rescale_tolerance,
+            estimate_window=self.estimate_window,
+        )
+
+    # ------------------------------------------------------------------ network
+
+    def network(self, tiles: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
+        """Raw outputs of equally-shaped normalised HxWx3 tiles resized by ``scale``.
+
+        Returns:
+            one ``3xhxw`` float32 array per tile, ``(h, w) = scaled_shape(tile shape, scale)``.
+        """
+        shape = scaled_shape(tiles[0].shape[:2], scale)
+        x = np.stack([resize_image(t, shape).transpose(2, 0, 1) for t in tiles])
+        y = self.backend(_pad_batch(np.ascontiguousarray(x, np.float32), self.backend.stride))
+        return [y[i, :, : shape[0], : shape[1]] for i in range(len(tiles))]
+
+    def predict_torch(self, x: Any) -> list[Instances]:
+        """Batched twin of :meth:`predict` for ``Bx3xHxW`` tensors already normalised to [0, 1]
+        and at the network scale (no tiling, no rescaling)."""
+        import torch
+
+        h, w = x.shape[-2:]
+        arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        y = self.backend(_pad_batch(np.ascontiguousarray(arr, np.float32), self.backend.stride))
+        return [output_to_instances(y[i, :, :h, :w], self.pp) for i in range(y.shape[0])]
+
+    # ------------------------------------------------------------------ scale
+
+    def _clamp(self, s: float) -> float:
+        return float(np.clip(s, self.min_scale, self.max_scale))
+
+    def predict_scaled(
+        self,
+        read: Reader,
+        shape: tuple[int, int],
+        scale: float,
+        *,
+        out: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> Instances:
+        """Instances of a normalised image read by window, predicted at ``scale``.
+
+        Tiles are cut in the image's own pixels (``tile / scale``) and resized to the
+        network scale, so memory is bounded by ``batch`` tiles whatever the scale.
+        """
+        tile = max(int(self.tile / scale), 2)
+        overlap = min(int(math.ceil(self.overlap / scale)), tile - 1)
+        tiles = tile_grid(shape, tile, overlap)
+        batcher = _TileBatcher(self, tiles, read, scale)
+        return predict_tiled(
+            batcher, lambda win: win, shape, tile=tile, overlap=overlap, out=out, progress=progress
+        )
+
+    def measure_scale(self, read: Reader, shape: tuple[int, int]) -> tuple[float, Instances | None]:
+        """Rescale factor ``nominal / median diameter`` from a pass at scale 1.
+
+        The pass runs on the central ``estimate_window`` square and, on images larger than
+        two windows per side, on four more windows around it (diameters pooled).
+
+        Returns:
+            (scale, the pass's Instances when it covered the whole image, else None).
+        """
+        if self.diameter:
+            return self._clamp(self.nominal_diameter / float(self.diameter)), None
+        h, w = shape
+        win = self.estimate_window
+        if h <= win and w <= win:
+            first = self.predict_scaled(read, shape, 1.0)
+            d = median_diameter(first.labels)
+            return (self._clamp(self.nominal_diameter / d) if d > 0 else 1.0), first
+        centres = [(h / 2, w / 2)]
+        if h >= 2 * win and w >= 2 * win:
+            centres += [(h * fy, w * fx) for fy in (0.25, 0.75) for fx in (0.25, 0.75)]
+        areas = []
+        for cy, cx in centres:
+            y0 = int(np.clip(cy - win / 2, 0, max(h - win, 0)))
+            x0 = int(np.clip(cx - win / 2, 0, max(w - win, 0)))
+            sub = (slice(y0, min(y0 + win, h)), slice(x0, min(x0 + win, w)))
+            part = self.predict_scaled(lambda s, sub=sub: read(_compose(sub, s)), _size(sub), 1.0)
+            areas.append(np.bincount(part.labels.ravel())[1:])
+        a = np.concatenate(areas)
+        a = a[a > 0]
+        if a.size == 0:
+            return 1.0, None
+        d = float(np.median(2.0 * np.sqrt(a / np.pi)))
+        return self._clamp(self.nominal_diameter / d), None
+
+    # ------------------------------------------------------------------ public
+
+    def predict(self, image: np.ndarray) -> Instances:
+        """Segment one in-memory image.
+
+        Args:
+            image: HxW or HxWxC array, any real dtype (1-px-wide strips included).
+
+        Returns:
+            Instances: HxW uint16/uint32 labels 1..N and N float32 scores in [0, 1].
+        """
+        arr = np.asarray(image)
+        if arr.ndim not in (2, 3):
+            raise InvalidImageError(f"expected an HxW or HxWxC image, got shape {arr.shape}")
+        shape = arr.shape[:2]
+        if arr.size == 0:
+            return Instances.empty(shape)
+        norm = Normalizer.from_image(arr)
+        if norm is None:
+            return Instances.empty(shape)
+        x = norm(arr)
+        return self._predict_normalised(lambda win: x[win], shape)[0]
+
+    def _predict_normalised(
+        self,
+        read: Reader,
+        shape: tuple[int, int],
+        *,
+        out: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> tuple[Instances, float]:
+        """Measure the scale, then predict (reusing the scale-1 pass when it suffices)."""
+        scale, first = self.measure_scale(read, shape)
+        if first is not None and abs(scale - 1.0) <= self.rescale_tolerance:
+            return first, scale
+        log.debug("scale %.3f for a %dx%d image", scale, *shape)
+        return self.predict_scaled(read, shape, scale, out=out, progress=progress), scale
+
+    def predict_file(
+        self,
+        path: str | os.PathLike[str],
+        out_path: str | os.PathLike[str],
+        *,
+        tile: int | None = None,
+        overlap: int | None = None,
+        batch: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Segment an image file of any size and write its labels as a compressed TIFF.
+
+        TIFFs are read window by window (zarr), so memory is bounded by the tiles plus the
+        label image, which above :data:`MEMMAP_PX` pixels lives in a temporary memory-mapped
+        file next to ``out_path``. Labels are written tiled (BigTIFF when needed).
+
+        Returns:
+            ``{"shape", "n_cells", "scale"}``.
+        """
+        old = (self.tile, self.overlap, self.batch)
+        self.tile = tile or self.tile
+        self.overlap = overlap or self.overlap
+        self.batch = batch or self.batch
+        try:
+            return self._predict_file(Path(path), Path(out_path), progress)
+        finally:
+            self.tile, self.overlap, self.batch = old
+
+    def _predict_file(self, path: Path, out_path: Path, progress: bool) -> dict[str, Any]:
+        shape = image_shape(path)
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            read_raw: Reader = lambda win: read_image(path, region=win)  # noqa: E731
+        else:  # PNG/JPEG/BMP cannot be read by window: decode once
+            whole = read_image(path, allow_constant=True)
+            read_raw = lambda win: whole[win]  # noqa: E731
+        norm = Normalizer.from_reader(read_raw, shape)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if norm is None:
+            write_labels(out_path, np.zeros(shape, np.uint16))
+            return dict(shape=list(shape), n_cells=0, scale=None)
+        read = lambda win: norm(read_raw(win))  # noqa: E731
+        big = shape[0] * shape[1] > MEMMAP_PX
+        with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".labels-") as tmp:
+            out = (
+                np.lib.format.open_memmap(
+                    Path(tmp) / "labels.npy", mode="w+", dtype=np.uint32, shape=shape
+                )
+                if big
+                else None
+            )
+            inst, scale = self._predict_normalised(read, shape, out=out, progress=progress)
+            log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, inst.n)
+            write_labels(out_path, inst.labels)
+            n = inst.n
+            del inst, out
+        return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
+
+
+def _compose(outer: Window, inner: Window) -> Window:
+    """The window ``inner`` (relative to ``outer``) in the coordinates of ``outer``'s image."""
+    return (
+        slice(outer[0].start + inner[0].start, outer[0].start + inner[0].stop),
+        slice(outer[1].start + inner[1].start, outer[1].start + inner[1].stop),
+    )
+
+
+def _size(win: Window) -> tuple[int, int]:
+    return win[0].stop - win[0].start, win[1].stop - win[1].start
+
+
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]

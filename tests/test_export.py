@@ -1,0 +1,101 @@
+"""Student export: ONNX (dynamic shapes) + sidecar, torch.export program, parity."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEMO
+
+from cellfuse.errors import ConfigError
+from cellfuse.io import read_image
+from cellfuse.layout import list_images
+from student.export import (
+    OnnxBackend,
+    export_onnx,
+    export_program,
+    export_student,
+    read_sidecar,
+)
+from student.model import VARIANTS, StudentNet
+from student.predictor import StudentPredictor
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def trained_like_checkpoint(tmp_path_factory):
+    """A flow_xs checkpoint with random weights whose outputs produce some cells."""
+    torch.manual_seed(0)
+    net = StudentNet(**VARIANTS["flow_xs"])
+    with torch.no_grad():
+        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
+    path = tmp_path_factory.mktemp("ck") / "best.pth"
+    torch.save(
+        dict(
+            state_dict=net.state_dict(),
+            net=net.config(),
+            variant="flow_xs",
+            nominal_diameter=17.0,
+            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
+            predictor=dict(tile=256, overlap=48, diameter=17.0),
+            metrics={"f1_50": 0.0},
+        ),
+        path,
+    )
+    return path
+
+
+def test_export_student_parity_and_sidecar(trained_like_checkpoint, tmp_path):
+    images = [read_image(p) for p in list_images(DEMO / "test" / "images")[:1]]
+    res = export_student(trained_like_checkpoint, tmp_path, check_images=images, program=False)
+    side = read_sidecar(res["onnx"])
+    assert side["stride"] == 16 and side["nominal_diameter"] == 17.0
+    assert side["postprocess"]["min_size"] == 4 and side["predictor"]["tile"] == 256
+    assert res["parity"]["random_max_abs"] < 1e-4
+    assert len(res["parity"]["images"]) == 1 and "pt2" not in res
+    for r in res["parity"]["images"]:
+        assert r["max_abs"] < 1e-4
+        assert r["same_labels"] or r["f1_50"] >= 0.99
+    assert json.loads((tmp_path / "student_export.json").read_text())["onnx"] == res["onnx"]
+    # the ONNX predictor needs only the .onnx and its sidecar
+    onnx_pred = StudentPredictor.from_onnx(res["onnx"], threads=1)
+    torch_pred = StudentPredictor.from_checkpoint(
+        trained_like_checkpoint, device="cpu", backend="torch"
+    )
+    auto_pred = StudentPredictor.from_checkpoint(trained_like_checkpoint, device="cpu")
+    assert isinstance(auto_pred.backend, OnnxBackend)  # onnxruntime on CPU
+    a, b = torch_pred.predict(images[0]), onnx_pred.predict(images[0])
+    assert a.labels.shape == images[0].shape[:2]
+    assert np.mean(a.labels == b.labels) > 0.999
+    assert np.array_equal(auto_pred.predict(images[0]).labels, b.labels)
+
+
+def test_onnx_dynamic_batch_and_shapes(tmp_path):
+    torch.manual_seed(1)
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(net, path, exporter="torchscript", size=64)
+    backend = OnnxBackend(path, stride=net.stride, threads=1)
+    for shape in [(1, 3, 32, 32), (3, 3, 64, 96), (2, 3, 160, 4)]:
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x)).numpy()
+        assert backend(x).shape == ref.shape
+        assert np.abs(backend(x) - ref).max() < 1e-4
+    with pytest.raises(ConfigError, match="unknown exporter"):
+        export_onnx(net, tmp_path / "x.onnx", exporter="nope")
+    with pytest.raises(ConfigError, match="not found"):
+        OnnxBackend(tmp_path / "missing.onnx", stride=4)
+    with pytest.raises(ConfigError, match="sidecar"):
+        read_sidecar(path)
+
+
+def test_torch_export_program_round_trip(tmp_path):
+    torch.manual_seed(2)
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4).eval()
+    path = export_program(net, tmp_path / "m.pt2", size=32)
+    prog = torch.export.load(str(path)).module()
+    x = torch.rand(3, 3, 48, 80)  # another batch size and shape than the example
+    with torch.inference_mode():
+        assert torch.allclose(prog(x), net(x), atol=1e-4)

@@ -1,0 +1,120 @@
+"""StudentPredictor: tiled vs whole image, batching, odd shapes, whole-slide files."""
+
+import numpy as np
+import pytest
+import tifffile
+from helpers import disc_labels, same_partition
+from scipy import ndimage as ndi
+
+from cellfuse.flows import labels_to_flows
+from cellfuse.io import read_labels
+from cellfuse.metric import evaluate_image
+from cellfuse.tiling import tile_grid
+from student import predictor as predictor_mod
+from student.model import build_student
+from student.postprocess import FLOW_SCALE
+from student.predictor import Normalizer, StudentPredictor
+from teachers.augment import prepare_image
+
+
+class OracleBackend:
+    """A perfect 'network' for bright discs: logits and flows from the labels it sees.
+
+    Like a real network it is local: a disc fully inside a tile gets the same outputs in
+    the tile as in the whole image, so tiled and whole-image predictions must agree exactly.
+    """
+
+    stride = 16
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x):
+        self.calls.append(x.shape)
+        out = np.zeros((x.shape[0], 3, *x.shape[2:]), np.float32)
+        for i, img in enumerate(x):
+            lab, _ = ndi.label(img[0] > 0.5)
+            out[i, 0] = np.where(lab > 0, 8.0, -8.0)
+            out[i, 1:] = FLOW_SCALE * labels_to_flows(lab)
+        return out
+
+
+def _disc_image(shape, n, seed):
+    lab = disc_labels(shape, n, 5, 9, seed=seed)
+    img = np.where(lab > 0, 200, 20).astype(np.uint8)
+    img[0, 0] = 255  # percentiles: keep the discs above 0.5 after normalisation
+    return lab, np.repeat(img[..., None], 3, axis=2)
+
+
+def test_tiled_equals_whole_image_2048():
+    lab, img = _disc_image((2048, 2048), 600, seed=0)
+    kw = dict(nominal_diameter=17.0, diameter=17.0, overlap=64)
+    whole = StudentPredictor(OracleBackend(), tile=2048, batch=1, **kw).predict(img)
+    backend = OracleBackend()
+    tiled = StudentPredictor(backend, tile=512, batch=3, **kw).predict(img)
+    n_tiles = len(tile_grid((2048, 2048), 512, 64))  # 25
+    assert len(backend.calls) == -(-n_tiles // 3) and backend.calls[0][0] == 3
+    assert same_partition(whole.labels, tiled.labels)
+    assert evaluate_image(lab, tiled.labels, (0.5,))["scores"][0.5]["f1"] > 0.99
+
+
+def test_scale_is_measured_and_applied():
+    lab, img = _disc_image((300, 400), 80, seed=1)
+    pred = StudentPredictor(OracleBackend(), nominal_diameter=28.0, tile=256, overlap=64)
+    scale, first = pred.measure_scale(lambda w: prepare_image(img)[w], img.shape[:2])
+    assert 1.5 < scale < 2.5 and first is not None  # discs are ~14 px, nominal 28
+    inst = pred.predict(img)
+    assert inst.labels.shape == lab.shape
+    assert evaluate_image(lab, inst.labels, (0.5,))["scores"][0.5]["f1"] > 0.9
+
+
+@pytest.mark.parametrize("shape", [(100, 130), (1, 300), (300, 1), (5, 7), (2, 2)], ids=str)
+def test_small_and_strip_images(shape):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (*shape, 3), np.uint8)
+    for backend in (OracleBackend(), build_student("flow_xs")):
+        inst = StudentPredictor(backend, tile=256, overlap=32, device="cpu").predict(img)
+        assert inst.labels.shape == shape and inst.n == int(inst.labels.max())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_constant_and_empty_images(dtype):
+    pred = StudentPredictor(build_student("flow_xs"), device="cpu")
+    for img in (np.zeros((64, 80, 3), dtype), np.full((64, 80), 7, dtype), np.zeros((0, 5), dtype)):
+        inst = pred.predict(img)
+        assert inst.n == 0 and inst.labels.shape == img.shape[:2]
+
+
+def test_normalizer_matches_prepare_image():
+    rng = np.random.default_rng(0)
+    for img in (
+        rng.integers(0, 4000, (50, 60), np.uint16),
+        rng.integers(100, 255, (40, 30, 4), np.uint8),  # bright background: inverted
+    ):
+        np.testing.assert_allclose(Normalizer.from_image(img)(img), prepare_image(img), atol=1e-6)
+
+
+def test_predict_file_tiff_by_window_with_memmap(tmp_path, monkeypatch):
+    lab, img = _disc_image((700, 900), 300, seed=2)
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, img, tile=(128, 128), photometric="rgb")
+    monkeypatch.setattr(predictor_mod, "MEMMAP_PX", 10_000)  # exercise the disk-backed path
+    pred = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64, batch=2)
+    info = pred.predict_file(path, tmp_path / "out" / "slide_label.tiff", progress=False)
+    out = read_labels(tmp_path / "out" / "slide_label.tiff")
+    assert info["shape"] == [700, 900] and info["n_cells"] == out.max()
+    ref = pred.predict(img)  # per-image percentiles: equal here, the image is two-valued
+    assert same_partition(ref.labels, out)
+    assert not list((tmp_path / "out").glob(".labels-*"))  # the memmap is cleaned up
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.zeros((40, 50), np.uint8))
+    assert pred.predict_file(blank, tmp_path / "blank_label.tiff", progress=False)["n_cells"] == 0
+
+
+def test_predict_torch_batched_twin():
+    torch = pytest.importorskip("torch")
+    labs, imgs = zip(*[_disc_image((96, 128), 12, seed=s) for s in (3, 4)], strict=True)
+    x = torch.from_numpy(np.stack([prepare_image(i).transpose(2, 0, 1) for i in imgs]))
+    out = StudentPredictor(OracleBackend()).predict_torch(x)
+    for lab, inst in zip(labs, out, strict=True):
+        assert evaluate_image(lab, inst.labels, (0.5,))["scores"][0.5]["f1"] == 1.0

@@ -1,0 +1,238 @@
+"""The student network, its registry, post-processing and distillation."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from conftest import DEMO
+from helpers import disc_labels, same_partition
+
+from cellfuse.errors import ConfigError
+from cellfuse.flows import labels_to_flows
+from cellfuse.io import read_image, read_labels, write_labels
+from cellfuse.layout import list_samples
+from cellfuse.metric import evaluate_image
+from student.distill import StudentTrainer, list_pseudo, pseudo_weight_map
+from student.model import (
+    VARIANTS,
+    StudentNet,
+    build_student,
+    count_parameters,
+    flops_per_mpx,
+    fuse_batchnorm,
+    load_student,
+    student_registry,
+)
+from student.postprocess import PostProcess, fill_enclosed_holes, flows_to_instances
+from teachers.augment import sample_crop
+from teachers.flowunet import FlowUNetTeacher
+
+# ----------------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize("variant", sorted(student_registry))
+def test_every_variant_builds_small_and_fast(variant):
+    net = student_registry[variant]()
+    assert isinstance(net, StudentNet) and not net.training
+    assert count_parameters(net) <= 2_000_000
+    assert flops_per_mpx(net, size=128) < 20  # GFLOP/Mpx; the teacher U-Net is ~80
+    x = torch.rand(2, 3, 2 * net.stride, 3 * net.stride)
+    with torch.inference_mode():
+        y = net(x)
+    assert y.shape == (2, 3, 2 * net.stride, 3 * net.stride)
+    assert StudentNet(**net.config()).config() == net.config()
+
+
+@pytest.mark.parametrize("variant", sorted(student_registry))
+def test_builder_loads_bare_and_training_checkpoints(variant, tmp_path):
+    torch.manual_seed(0)
+    src = StudentNet(**VARIANTS[variant])
+    bare = tmp_path / "bare.pth"
+    torch.save(src.state_dict(), bare)
+    full = tmp_path / "full.pth"
+    torch.save(dict(state_dict=src.state_dict(), net=src.config(), nominal_diameter=20.0), full)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        ref = src.eval()(x)
+        for net in (student_registry[variant](checkpoint=bare), build_student(variant, full)):
+            assert torch.equal(net(x), ref)
+        net, meta = load_student(full)
+        assert torch.equal(net(x), ref) and meta["nominal_diameter"] == 20.0
+    with pytest.raises(ConfigError, match="not a student training checkpoint"):
+        load_student(bare)
+    with pytest.raises(ConfigError, match="not found"):
+        student_registry[variant](checkpoint=tmp_path / "missing.pth")
+
+
+def test_unknown_variant_and_bad_config():
+    with pytest.raises(ConfigError, match="unknown student variant"):
+        build_student("nope")
+    with pytest.raises(ConfigError):
+        StudentNet(widths=(8, 16), blocks=(1,))
+
+
+def test_fuse_batchnorm_keeps_outputs():
+    torch.manual_seed(0)
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    fused = fuse_batchnorm(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(2, 3, 32, 48)
+    with torch.inference_mode():
+        assert torch.allclose(net(x), fused(x), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+
+@pytest.mark.parametrize("follow_scale", [1.0, 0.5])
+def test_postprocess_recovers_cells_from_true_flows(follow_scale):
+    lab = disc_labels((256, 256), 60, 6, 11, seed=3)
+    prob = np.where(lab > 0, 0.95, 0.05).astype(np.float32)
+    inst = flows_to_instances(labels_to_flows(lab), prob, PostProcess(follow_scale=follow_scale))
+    s = evaluate_image(lab, inst.labels, (0.5, 0.9))["scores"]
+    assert s[0.5]["f1"] == 1.0 and s[0.9]["f1"] == 1.0
+    assert inst.scores.min() > 0.5 and inst.scores.max() <= 1.0
+
+
+def test_postprocess_empty_and_tiny_inputs():
+    pp = PostProcess()
+    for shape in [(1, 40), (3, 3), (32, 32)]:
+        inst = flows_to_instances(
+            np.zeros((2, *shape), np.float32), np.zeros(shape, np.float32), pp
+        )
+        assert inst.n == 0 and inst.labels.shape == shape
+    with pytest.raises(ConfigError):
+        PostProcess(follow_scale=0.3)
+    with pytest.raises(ConfigError, match="unknown postprocess keys"):
+        PostProcess.from_dict(dict(nope=1))
+
+
+def test_fill_enclosed_holes():
+    lab = np.zeros((20, 30), np.uint16)
+    lab[2:9, 2:9] = 1
+    lab[4:6, 4:6] = 0  # a hole inside cell 1: filled
+    lab[2:9, 12:20] = 2
+    lab[2:9, 20:28] = 3
+    lab[4:6, 19:21] = 0  # a gap enclosed by two cells: stays
+    out = fill_enclosed_holes(lab)
+    assert (out[4:6, 4:6] == 1).all() and (out[4:6, 19:21] == 0).all()
+    assert np.array_equal(out[lab > 0], lab[lab > 0])
+
+
+# ----------------------------------------------------------------------------- distillation data
+
+
+def test_pseudo_weight_map():
+    lab = np.array([[0, 1, 1], [2, 2, 0]], np.uint16)
+    ign = np.array([[1, 0, 0], [0, 0, 0]], np.uint8)
+    w = pseudo_weight_map(lab, [0.8, 0.3], ign)
+    np.testing.assert_allclose(w, [[0, 0.8, 0.8], [0.3, 0.3, 1.0]])
+    with pytest.raises(ConfigError, match="confidences"):
+        pseudo_weight_map(lab, [0.8], None)
+
+
+def test_sample_crop_carries_extra_target_channels():
+    rng = np.random.default_rng(0)
+    img = rng.random((3, 64, 64), dtype=np.float32)
+    tgt = np.zeros((4, 64, 64), np.float32)
+    tgt[3] = 0.7
+    _, out = sample_crop(img, tgt, rng, 32, (1.0, 1.0), None)
+    assert out.shape == (4, 32, 32)
+    assert np.allclose(out[3][out[3] > 0], 0.7, atol=1e-5)
+    _, out3 = sample_crop(img, tgt[:3], rng, 32)
+    assert out3.shape == (3, 32, 32)
+
+
+def test_weighted_loss():
+    torch.manual_seed(0)
+    out, tgt = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    ones = torch.cat([tgt, torch.ones(2, 1, 8, 8)], 1)
+    assert torch.allclose(StudentTrainer.loss(out, ones), FlowUNetTeacher.loss(out, tgt))
+    assert StudentTrainer.loss(out, torch.cat([tgt, torch.zeros(2, 1, 8, 8)], 1)) == 0
+    twice = torch.cat([tgt, 2 * torch.ones(2, 1, 8, 8)], 1)
+    assert torch.allclose(StudentTrainer.loss(out, twice), 2 * FlowUNetTeacher.loss(out, tgt))
+
+
+def _fake_pseudo(folder, samples):
+    """A pseudo-label folder in the ensemble's format, from true labels (one entry failed)."""
+    folder.mkdir()
+    lines = []
+    for s in samples:
+        lab = read_labels(s.label)
+        write_labels(folder / f"{s.id}_label.tiff", lab)
+        n = int(lab.max())
+        (folder / f"{s.id}_conf.json").write_text(json.dumps({"scores": [0.9] * n}))
+        ign = np.zeros(lab.shape, np.uint8)
+        ign[:8] = 1
+        tifffile.imwrite(folder / f"{s.id}_ignore.tiff", ign)
+        lines.append(json.dumps({"id": s.id, "image": str(s.image), "status": "ok"}))
+    lines.append(json.dumps({"id": "broken", "image": "nope.png", "status": "failed"}))
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_list_pseudo_reads_the_manifest(tmp_path):
+    samples = list_samples(DEMO / "train", require_labels=True)[:2]
+    _fake_pseudo(tmp_path / "p", samples)
+    items = list_pseudo(tmp_path / "p")
+    assert [i["id"] for i in items] == sorted(s.id for s in samples)
+    with pytest.raises(ConfigError, match="manifest"):
+        list_pseudo(tmp_path)
+
+
+def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
+    samples = list_samples(DEMO / "train", require_labels=True)
+    train, val, unl = samples[:3], samples[3:4], samples[4:6]
+    _fake_pseudo(tmp_path / "pseudo", unl)
+    kw = dict(
+        variant="flow_xs",
+        pseudo=str(tmp_path / "pseudo"),
+        crop=64,
+        batch_size=2,
+        train_minutes=0.04,
+        val_every_minutes=1.0,
+        num_threads=1,
+        tile=256,
+        overlap=48,
+    )
+    trainer = StudentTrainer(**kw)
+    ckpt = trainer.fit(train, val, tmp_path / "w")
+    assert ckpt.is_file() and set(trainer.val_metrics) == {"f1_50", "f1_75"}
+    data = trainer.prepare_data(train, tmp_path / "w" / "cache")  # cached now
+    assert [d["source"] for d in data].count("pseudo") == 2
+    w = trainer.sampling_weights(data)
+    assert abs(w[[d["source"] == "labeled" for d in data]].sum() - 0.5) < 1e-9
+    _, y = trainer.make_batch(data, w, np.random.default_rng(0))
+    assert y.shape == (2, 4, 64, 64)
+    # resume continues from last.pth; a fresh trainer reloads the best checkpoint
+    again = StudentTrainer(**{**kw, "train_minutes": 0.06})
+    again.fit(train, val, tmp_path / "w", resume=True)
+    last = torch.load(tmp_path / "w" / "last.pth", weights_only=False)
+    assert last["state"]["train_seconds"] >= 0.06 * 60
+    loaded = StudentTrainer(variant="flow_xs")
+    loaded.load(ckpt)
+    img = read_image(val[0].image)
+    assert loaded.predict(img).labels.shape == img.shape[:2]
+    # the labeled-only ablation is the same trainer with pseudo=None
+    assert StudentTrainer(**{**kw, "pseudo": None}).prepare_data(train, None)[0]["source"] == (
+        "labeled"
+    )
+
+
+def test_distill_tool_config_inheritance():
+    from teachers.train import load_config
+
+    cfg = load_config("configs/student/labeled_only_cpu.py")
+    assert cfg.student.pseudo is None and cfg.student.variant == "flow_s"
+    cfg = load_config("configs/student/distill_cpu.py", {"student.pseudo": None})
+    assert cfg.student.pseudo is None
+    assert load_config("configs/student/distill_demo.py").data.root == "data/demo"
+    assert same_partition(np.ones((2, 2), np.uint8), np.ones((2, 2), np.uint8))
