@@ -19,6 +19,13 @@ teachers = [
         weight="val_f1",
         optional=True,
     ),
+    dict(
+        name="sam",
+        cfg="configs/teachers/sam_tiny_cpu.py",
+        checkpoint="work/teachers/sam_tiny_cpu",
+        weight="val_f1",
+        optional=True,
+    ),
     # The classical teacher needs no checkpoint; weight = its val F1@0.5 (0.77, measured).
     dict(
         name="classical",
@@ -27,6 +34,6 @@ teachers = [
         weight=0.77,
     ),
 ]
-# To let SAM refine the others' cells, add its entry above and set refiner = "sam".
-refiner = None
+# SAM refines the other teachers' cells: their merged centroids are its prompts.
+refiner = "sam"
 pseudo = dict(num_workers=2)
