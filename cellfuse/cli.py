@@ -1,6 +1,6 @@
 """``cellfuse`` command line: run the pipeline, evaluate, write or check a submission.
 
-cellfuse run --input DIR --work DIR [--profile demo|bench|full]
+cellfuse run --input DIR --work DIR [--profile demo|bench|full] [--address RAY] [--cfg-options k=v ...]
 cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
 cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
 cellfuse submit --check OUT_DIR [--test-images DIR]
@@ -37,12 +37,27 @@ def _run(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser(prog="cellfuse run", description="input/ -> submission + report")
     ap.add_argument("--input", required=True, type=Path, help="Med-MLE-bench layout folder")
     ap.add_argument("--work", required=True, type=Path, help="work folder (resumable)")
-    ap.add_argument("--profile", default="demo", choices=["demo", "bench", "full"])
+    ap.add_argument(
+        "--profile", default="demo", help="configs/pipeline/<profile>.py: demo, bench, full"
+    )
+    ap.add_argument(
+        "--address", help="Ray cluster to join for pseudo-labelling ('auto' or HOST:PORT)"
+    )
+    ap.add_argument("--cfg-options", nargs="+", default=None, help="override profile keys, k=v")
     args = ap.parse_args(argv)
     _setup_logging(args.work / "logs" / "run.log")
     from cellfuse.pipeline import run
 
-    summary = run(args.input, args.work, profile=args.profile)
+    opts = None
+    if args.cfg_options:
+        from mmengine.config import DictAction
+
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest="o")(ap, ns, args.cfg_options)
+        opts = ns.o
+    summary = run(
+        args.input, args.work, profile=args.profile, address=args.address, cfg_options=opts
+    )
     print(f"submission: {summary['submission']}")
     if "report" in summary:
         print(f"report: {summary['report']}")

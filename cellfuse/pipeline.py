@@ -1,88 +1,446 @@
-"""The main job: input folder (Med-MLE-bench layout) -> submission + report.
+"""The main job: an input folder (Med-MLE-bench layout) -> submission + report.
 
-Stages so far: predict the test images with the best available model -> write the
-submission -> evaluate when test labels are present. Until the teachers, pseudo-labels and
-the student land, the model is the classical Otsu + watershed baseline, and the run says so.
-Every stage skips work already done, so an interrupted run resumes.
+    teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
+
+Each stage records what it was computed from (configs, input files, upstream results) in
+``work/stages/<stage>.json``; a re-run skips a stage whose record matches and re-runs it
+otherwise. Inside a stage the tools resume on their own (teachers from ``last.pth``,
+pseudo-labels from their manifest, predictions per image), so a run killed anywhere picks up
+where it stopped. Test labels are never read before the evaluate stage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from cellfuse.errors import LayoutError
+from cellfuse.errors import ConfigError, LayoutError
 
 log = logging.getLogger(__name__)
 
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("teachers", "pseudo", "student", "export", "predict", "submit", "evaluate", "report")
+
 
 def find_test_labels(input_dir: Path) -> Path | None:
-    """Truth for the test images, if the input ships it (never read before evaluation)."""
+    """Truth for the test images, if the input ships it apart (read only by evaluate)."""
     for name in ("test_labels", "test/labels"):
         if (input_dir / name).is_dir():
             return input_dir / name
     return None
 
 
-def predict_folder(teacher, images: list[Path], out_dir: Path, *, progress: bool = True) -> Path:
-    """Predict each image into ``out_dir/<id>_label.tiff``; existing outputs are kept (resume)."""
+def _sha1(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def folder_signature(folder: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file in ``folder``: cheap and stable across clones."""
+    if not folder.is_dir():
+        return []
+    return sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+
+
+def config_text(path: str | Path) -> str:
+    """A config file's text with its ``_base_`` files', for stage keys."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(_repo_path(path))).pretty_text
+
+
+def _repo_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else REPO / p
+
+
+@dataclass
+class Run:
+    """One pipeline run: where things are and what each stage recorded."""
+
+    input_dir: Path
+    work_dir: Path
+    profile: str
+    cfg: Any
+    address: str | None = None
+    records: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.work_dir / "stages"
+
+    def record(self, stage: str) -> dict | None:
+        p = self.stage_dir / f"{stage}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def stage(self, name: str, key_parts: Any, fn: Callable[[], dict]) -> dict:
+        """Run ``fn`` unless the stage's record holds the same key; record its result."""
+        from cellfuse.io import atomic_write
+
+        key = _sha1([name, key_parts])
+        rec = self.record(name)
+        if rec is not None and rec.get("key") == key:
+            log.info("stage %s: up to date, skipped", name)
+            self.records[name] = rec
+            return rec
+        log.info("stage %s: running", name)
+        t0 = time.time()
+        result = fn()
+        rec = {"key": key, "seconds": round(time.time() - t0, 1), **result}
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.stage_dir / f"{name}.json", "w") as fh:
+            json.dump(rec, fh, indent=2, default=str)
+        self.records[name] = rec
+        return rec
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _stage_config(path: str | Path, run: Run, extra: dict | None = None):
+    """Load a stage config with the run's input as its data root."""
+    from teachers.train import load_config
+
+    opts = {"data.root": str(run.input_dir), "data.val": None, "seed": run.cfg.get("seed", 0)}
+    opts.update(extra or {})
+    return load_config(_repo_path(path), opts)
+
+
+def train_teachers(run: Run) -> dict:
+    """Train every teacher of the profile (each resumes from its own last checkpoint)."""
+    from teachers.train import train_teacher
+
+    out = {}
+    for entry in run.cfg.teachers:
+        name = entry["name"]
+        work = run.work_dir / "teachers" / name
+        cfg = _stage_config(entry["config"], run, entry.get("options"))
+        key = [
+            config_text(entry["config"]),
+            entry.get("options"),
+            folder_signature(run.input_dir / "train" / "images"),
+            folder_signature(run.input_dir / "train" / "labels"),
+        ]
+
+        def fit(cfg=cfg, work=work) -> dict:
+            resume = (work / "last.pth").exists() or (work / "last_checkpoint").exists()
+            ckpt = train_teacher(cfg, work, resume=resume)
+            return json.loads((work / "result.json").read_text()) | {"checkpoint": str(ckpt)}
+
+        out[name] = run.stage(f"teacher_{name}", key, fit)
+    return out
+
+
+def unlabeled_images(run: Run) -> tuple[list[Path], bool]:
+    """The unlabeled pool and whether it includes the test images (transductive)."""
+    from cellfuse.layout import list_images
+
+    spec = run.cfg.get("unlabeled", {})
+    images: list[Path] = []
+    for folder in spec.get("folders", ["unlabeled/images"]):
+        if (run.input_dir / folder).is_dir():
+            images += list_images(run.input_dir / folder)
+    mode = spec.get("transductive", "auto")
+    transductive = mode is True or (mode == "auto" and not images)
+    if transductive:
+        images += list_images(run.input_dir / "test" / "images")
+    if not images:
+        raise LayoutError(f"{run.input_dir}: no unlabeled images and transductive=False")
+    return images, transductive
+
+
+def pseudo_label(run: Run, teachers: dict) -> dict:
+    """Fuse the teachers' predictions on the unlabeled pool into pseudo-labels (Ray)."""
+    from ensemble.pseudolabel import run_pseudo_label
+    from teachers.train import load_config
+
+    images, transductive = unlabeled_images(run)
+    cfg = load_config(_repo_path(run.cfg.ensemble))
+    entries = [
+        dict(
+            name=name,
+            cfg=str(run.work_dir / "teachers" / name / "config.py"),
+            checkpoint=rec["checkpoint"],
+            weight="val_f1",
+        )
+        for name, rec in teachers.items()
+    ]
+    if run.cfg.get("classical_teacher"):
+        entries.append(dict(run.cfg.classical_teacher, checkpoint=None))
+    cfg.teachers = entries
+    refiner = run.cfg.get("refiner")
+    cfg.refiner = refiner if refiner in teachers else None
+    key = [
+        cfg.pretty_text,
+        [(p.name, p.stat().st_size) for p in images],
+        {n: r["key"] for n, r in teachers.items()},
+    ]
+
+    def fn() -> dict:
+        summary = run_pseudo_label(
+            cfg,
+            images,
+            run.work_dir / "pseudo",
+            address=run.address,
+            num_workers=run.cfg.get("num_workers", 2),
+        )
+        if summary["failed"]:
+            log.warning(
+                "pseudo-labels: %d images failed: %s", summary["failed"], summary["failed_ids"][:5]
+            )
+        return {"summary": summary, "transductive": transductive, "images": len(images)}
+
+    return run.stage("pseudo", key, fn)
+
+
+def distill_students(run: Run, pseudo: dict) -> dict:
+    """The distilled student (labels + pseudo-labels) and, for the ablation, the labeled-only one."""
+    from student.distill import distill
+
+    variants = {"student": str(run.work_dir / "pseudo")}
+    if run.cfg.get("ablation", True):
+        variants["student_labeled_only"] = None
+    out = {}
+    for name, pseudo_dir in variants.items():
+        opts = {**(run.cfg.get("student_options") or {}), "student.pseudo": pseudo_dir}
+        cfg = _stage_config(run.cfg.student, run, opts)
+        work = run.work_dir / name
+        key = [
+            cfg.pretty_text,
+            folder_signature(run.input_dir / "train" / "labels"),
+            pseudo.get("key"),
+        ]
+
+        def fn(cfg=cfg, work=work) -> dict:
+            ckpt = distill(cfg, work, resume=(work / "last.pth").exists())
+            res = work / "result.json"
+            return (json.loads(res.read_text()) if res.exists() else {}) | {"checkpoint": str(ckpt)}
+
+        out[name] = run.stage(name, key, fn)
+    return out
+
+
+def export_student(run: Run, student: dict) -> dict:
+    """ONNX (+ torch.export) of the distilled student, with its parity check."""
+    from student.export import export_student as export
+
+    return run.stage(
+        "export",
+        [student["key"]],
+        lambda: export(student["checkpoint"], run.work_dir / "export", name="student"),
+    )
+
+
+def predict_test(run: Run, exported: dict) -> dict:
+    """Predict every test image with the exported ONNX model (no training code involved)."""
     from tqdm.auto import tqdm
 
-    from cellfuse.io import read_image, write_labels
-    from cellfuse.layout import image_id
+    from cellfuse.layout import image_id, list_images
+    from student.predictor import StudentPredictor
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in images if not (out_dir / f"{image_id(p)}_label.tiff").exists()]
-    if len(todo) < len(images):
-        log.info(
-            "%d of %d predictions already there, skipped", len(images) - len(todo), len(images)
-        )
-    for p in tqdm(todo, desc="predict", unit="img", disable=not progress):
-        inst = teacher.predict(read_image(p, allow_constant=True))
-        write_labels(out_dir / f"{image_id(p)}_label.tiff", inst.labels)
-    return out_dir
+    images = list_images(run.input_dir / "test" / "images")
+    out_dir = run.work_dir / "predictions"
+    key = [exported["key"], [(p.name, p.stat().st_size) for p in images]]
+
+    def fn() -> dict:
+        pred = StudentPredictor.from_onnx(exported["onnx"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        t0, mpx = time.time(), 0.0
+        for p in tqdm(images, desc="predict", unit="img"):
+            info = pred.predict_file(p, out_dir / f"{image_id(p)}_label.tiff", progress=False)
+            mpx += info["shape"][0] * info["shape"][1] / 1e6
+        return {"images": len(images), "s_per_mpx": round((time.time() - t0) / max(mpx, 1e-9), 3)}
+
+    return run.stage("predict", key, fn)
 
 
-def run(input_dir: str | Path, work_dir: str | Path, *, profile: str = "demo") -> dict:
-    """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
-    from cellfuse.layout import list_images
+def submit(run: Run, predicted: dict) -> dict:
     from cellfuse.submission import write_submission
-    from teachers import build_teacher
 
-    input_dir, work_dir = Path(input_dir), Path(work_dir)
-    if not (input_dir / "test" / "images").is_dir():
-        raise LayoutError(f"{input_dir}: no test/images folder (expected the Med-MLE-bench layout)")
-    t0 = time.time()
-    images = list_images(input_dir / "test" / "images")
-    log.warning(
-        "the learned stages are not built yet: predicting with the classical Otsu + watershed baseline"
+    sample = run.input_dir / "sample_submission.csv"
+    return run.stage(
+        "submit",
+        [predicted["key"]],
+        lambda: {
+            "csv": str(
+                write_submission(
+                    run.work_dir / "predictions",
+                    run.input_dir / "test" / "images",
+                    run.work_dir / "submission",
+                    sample_submission=sample if sample.exists() else None,
+                )
+            )
+        },
     )
-    teacher = build_teacher({"type": "classical"})
-    pred_dir = predict_folder(teacher, images, work_dir / "predictions")
-    sample = input_dir / "sample_submission.csv"
-    csv_path = write_submission(
-        pred_dir,
-        input_dir / "test" / "images",
-        work_dir / "submission",
-        sample_submission=sample if sample.exists() else None,
-    )
-    summary: dict = {"profile": profile, "model": "classical", "submission": str(csv_path)}
-    truth = find_test_labels(input_dir)
-    if truth is not None:
+
+
+def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
+    """Challenge F1 on the test images of every teacher and both students (test labels read here only)."""
+    from cellfuse.io import read_image, read_labels
+    from cellfuse.layout import find_label, image_id, list_images
+    from cellfuse.metric import evaluate_image
+    from student.predictor import StudentPredictor
+    from teachers import load_teacher
+    from teachers.train import load_config
+
+    def fn() -> dict:
+        models = {}
+        for name, rec in teachers.items():
+            tcfg = load_config(run.work_dir / "teachers" / name / "config.py")
+            models[name] = load_teacher(
+                dict(tcfg.teacher) | ({"cfg": tcfg} if name == "maskrcnn" else {}),
+                rec["checkpoint"],
+            )
+        for name, rec in students.items():
+            models[name] = StudentPredictor.from_checkpoint(rec["checkpoint"])
+        rows = {}
+        for name, model in models.items():
+            f = {0.5: [], 0.75: []}
+            secs, mpx = 0.0, 0.0
+            for p in list_images(run.input_dir / "test" / "images"):
+                image = read_image(p, allow_constant=True)
+                t0 = time.time()
+                inst = model.predict(image)
+                secs += time.time() - t0
+                mpx += image.shape[0] * image.shape[1] / 1e6
+                scores = evaluate_image(
+                    read_labels(find_label(truth, image_id(p))), inst.labels, (0.5, 0.75)
+                )["scores"]
+                for t in f:
+                    f[t].append(scores[t]["f1"])
+            rows[name] = {
+                "f1_50": float(sum(f[0.5]) / len(f[0.5])),
+                "f1_75": float(sum(f[0.75]) / len(f[0.75])),
+                "s_per_mpx": round(secs / max(mpx, 1e-9), 3),
+            }
         from cellfuse.metric import evaluate_dirs
 
-        report = evaluate_dirs(truth, work_dir / "submission" / "predictions")
-        report_dir = work_dir / "report"
-        report_dir.mkdir(parents=True, exist_ok=True)
-        report.to_csv(report_dir / "per_image.csv")
-        report.to_json(report_dir / "summary.json")
-        (report_dir / "summary.txt").write_text(report.table() + "\n")
-        summary["report"] = str(report_dir)
-        summary["test"] = report.to_dict()["summary"] if "summary" in report.to_dict() else None
-        log.info("test scores:\n%s", report.table())
-    summary["seconds"] = round(time.time() - t0, 1)
+        report = evaluate_dirs(truth, run.work_dir / "submission" / "predictions")
+        rep = run.work_dir / "report"
+        rep.mkdir(parents=True, exist_ok=True)
+        report.to_csv(rep / "per_image.csv")
+        report.to_json(rep / "submission_scores.json")
+        return {"models": rows, "submission": report.summary()}
+
+    return run.stage("evaluate", [r["key"] for r in (*teachers.values(), *students.values())], fn)
+
+
+def make_report(run: Run, truth: Path | None) -> Path:
+    """``work/report/index.html``: F1 table, speeds, outlines vs truth, a disagreement map."""
+    from cellfuse.io import read_image, read_labels
+    from cellfuse.layout import find_label, image_id, list_images
+    from cellfuse.report import disagreement_png, examples_png, write_report
+
+    rep = run.work_dir / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    tables, figures = {}, []
+    ev = run.records.get("evaluate")
+    if ev:
+        tables["F1 on the test images (mean per image) and speed on this machine"] = (
+            ["model", "F1@0.5", "F1@0.75", "s/Mpx"],
+            [[n, r["f1_50"], r["f1_75"], r["s_per_mpx"]] for n, r in ev["models"].items()],
+        )
+    ps = run.records.get("pseudo", {})
+    notes = [
+        f"profile {run.profile}; input {run.input_dir}",
+        f"pseudo-labels on {ps.get('images')} unlabeled images"
+        + (
+            " (transductive: the test images are in the unlabeled pool; their labels are never read)"
+            if ps.get("transductive")
+            else ""
+        ),
+    ]
+    test_images = list_images(run.input_dir / "test" / "images")[:4]
+    samples = []
+    for p in test_images:
+        pred = read_labels(run.work_dir / "predictions" / f"{image_id(p)}_label.tiff")
+        t = (
+            read_labels(find_label(truth, image_id(p)))
+            if truth is not None and find_label(truth, image_id(p))
+            else None
+        )
+        samples.append((image_id(p), read_image(p, allow_constant=True), pred, t, None))
+    if samples:
+        figures.append(
+            (
+                "Student predictions (yellow) next to the truth (green)",
+                examples_png(samples, rep / "examples.png"),
+            )
+        )
+    cache = run.work_dir / "pseudo" / "cache"
+    if cache.is_dir():
+        first = sorted((run.work_dir / "pseudo").glob("*_label.tiff"))
+        if first:
+            iid = first[0].name[: -len("_label.tiff")]
+            teachers = {
+                d.name: read_labels(d / f"{iid}_label.tiff")
+                for d in sorted(cache.iterdir())
+                if (d / f"{iid}_label.tiff").exists()
+            }
+            src = next((p for p in unlabeled_images(run)[0] if image_id(p) == iid), None)
+            ign = run.work_dir / "pseudo" / f"{iid}_ignore.tiff"
+            if src is not None and teachers:
+                figures.append(
+                    (
+                        "Teacher disagreement on an unlabeled image",
+                        disagreement_png(
+                            read_image(src, allow_constant=True),
+                            teachers,
+                            read_labels(first[0]),
+                            read_labels(ign) > 0 if ign.exists() else None,
+                            rep / "disagreement.png",
+                            iid,
+                        ),
+                    )
+                )
+    return write_report(rep, "cellfuse run report", tables, figures, notes)
+
+
+def run(
+    input_dir: str | Path,
+    work_dir: str | Path,
+    *,
+    profile: str = "demo",
+    address: str | None = None,
+    cfg_options: dict | None = None,
+) -> dict:
+    """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
+    from teachers.train import load_config
+
+    input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
+    for need in ("train/images", "train/labels", "test/images"):
+        if not (input_dir / need).is_dir():
+            raise LayoutError(f"{input_dir}: no {need} folder (expected the Med-MLE-bench layout)")
+    profile_file = REPO / "configs" / "pipeline" / f"{profile}.py"
+    if not profile_file.exists():
+        raise ConfigError(f"unknown profile {profile!r} (no {profile_file})")
+    cfg = load_config(profile_file, cfg_options)
+    r = Run(input_dir, work_dir, profile, cfg, address)
+    t0 = time.time()
+    teachers = train_teachers(r)
+    pseudo = pseudo_label(r, teachers)
+    students = distill_students(r, pseudo)
+    exported = export_student(r, students["student"])
+    predicted = predict_test(r, exported)
+    sub = submit(r, predicted)
+    truth = find_test_labels(input_dir)
+    if truth is not None:
+        evaluate(r, truth, teachers, students)
+    report = make_report(r, truth)
+    summary = {
+        "profile": profile,
+        "input": str(input_dir),
+        "work": str(work_dir),
+        "submission": sub["csv"],
+        "report": str(report),
+        "seconds": round(time.time() - t0, 1),
+        "stages": r.records,
+    }
     from cellfuse.io import atomic_write
 
     with atomic_write(work_dir / "run.json", "w") as fh:

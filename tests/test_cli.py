@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from conftest import DEMO, ROOT
+from conftest import ROOT
 
 from cellfuse.cli import main
 
@@ -21,27 +21,6 @@ def test_help_and_unknown_command(capsys):
     assert "cellfuse run" in capsys.readouterr().out
 
 
-def test_run_baseline_on_demo_then_check(tmp_path, capsys):
-    assert main(["run", "--input", str(DEMO), "--work", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "submission.csv" in out and (tmp_path / "report" / "summary.json").exists()
-    assert (
-        main(
-            [
-                "submit",
-                "--check",
-                str(tmp_path / "submission"),
-                "--test-images",
-                str(DEMO / "test" / "images"),
-            ]
-        )
-        == 0
-    )
-    # resume: a second run re-uses the predictions
-    assert main(["run", "--input", str(DEMO), "--work", str(tmp_path)]) == 0
-    assert "already there" in (tmp_path / "logs" / "run.log").read_text()
-
-
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--input", str(tmp_path / "nope"), "--work", str(tmp_path / "w")]) == 2
-    assert "no test/images folder" in capsys.readouterr().err
+    assert "no train/images folder" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""`cellfuse run` end to end on a small copy of the demo set with tiny training budgets."""
+
+import json
+import shutil
+
+import pytest
+from conftest import DEMO
+
+from cellfuse.cli import main
+from cellfuse.errors import LayoutError
+from cellfuse.pipeline import run
+
+
+def _small_input(dst, n_train=8, n_unlabeled=4, n_test=3, unlabeled=True):
+    for sub in ("train/images", "train/labels", "test/images", "test_labels", "unlabeled/images"):
+        (dst / sub).mkdir(parents=True)
+    for p in sorted((DEMO / "train/images").iterdir())[:n_train]:
+        shutil.copy(p, dst / "train/images")
+        shutil.copy(DEMO / "train/labels" / f"{p.stem}_label.tiff", dst / "train/labels")
+    for p in sorted((DEMO / "test/images").iterdir())[:n_test]:
+        shutil.copy(p, dst / "test/images")
+        shutil.copy(DEMO / "test_labels" / f"{p.stem}_label.tiff", dst / "test_labels")
+    if unlabeled:
+        for p in sorted((DEMO / "unlabeled/images").iterdir())[:n_unlabeled]:
+            shutil.copy(p, dst / "unlabeled/images")
+    else:
+        shutil.rmtree(dst / "unlabeled")
+    return dst
+
+
+TINY = {
+    "teachers": [
+        dict(
+            name="flowunet",
+            config="configs/teachers/flowunet_demo.py",
+            options={
+                "teacher.train_minutes": 0.05,
+                "teacher.val_every_minutes": 0.05,
+                "teacher.num_threads": 2,
+            },
+        )
+    ],
+    "refiner": None,
+    "ablation": False,
+    "num_workers": 0,
+    "student_options": {"student.train_minutes": 0.05, "student.val_every_minutes": 0.05},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    inp = _small_input(root / "input", unlabeled=False)
+    summary = run(inp, root / "work", profile="demo", cfg_options=TINY)
+    return inp, root / "work", summary
+
+
+def test_run_writes_a_valid_submission_and_report(finished_run):
+    inp, work, summary = finished_run
+    assert (
+        main(
+            [
+                "submit",
+                "--check",
+                str(work / "submission"),
+                "--test-images",
+                str(inp / "test/images"),
+            ]
+        )
+        == 0
+    )
+    report = (work / "report" / "index.html").read_text()
+    assert "flowunet" in report and "examples.png" in report and "disagreement.png" in report
+    ev = summary["stages"]["evaluate"]["models"]
+    assert set(ev) == {"flowunet", "student"} and all(0 <= r["f1_50"] <= 1 for r in ev.values())
+    # no unlabeled folder: the test images were the unlabeled pool (transductive)
+    assert summary["stages"]["pseudo"]["transductive"] is True
+
+
+def test_rerun_skips_every_stage(finished_run, caplog):
+    inp, work, _ = finished_run
+    before = (work / "submission" / "submission.csv").read_text()
+    with caplog.at_level("INFO"):
+        run(inp, work, profile="demo", cfg_options=TINY)
+    assert "stage" in caplog.text and "running" not in caplog.text
+    assert (work / "submission" / "submission.csv").read_text() == before
+    assert json.loads((work / "run.json").read_text())["submission"].endswith("submission.csv")
+
+
+def test_bad_input_and_profile(tmp_path):
+    with pytest.raises(LayoutError, match="train/images"):
+        run(tmp_path, tmp_path / "w")
+    inp = _small_input(tmp_path / "in", n_train=2, n_unlabeled=1, n_test=1)
+    from cellfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown profile"):
+        run(inp, tmp_path / "w", profile="nope")
