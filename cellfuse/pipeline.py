@@ -298,15 +298,30 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
             )
         for name, rec in students.items():
             models[name] = StudentPredictor.from_checkpoint(rec["checkpoint"])
+        refiner = run.cfg.get("refiner")
+        refiner = refiner if refiner in teachers else None
+        others = [n for n in teachers if n != refiner]
         rows = {}
-        for name, model in models.items():
+        prompts: dict[str, Any] = {}  # image id -> the other teachers' predictions
+        # the refiner last: it is prompted with the other teachers' merged cells, as in the ensemble
+        for name in sorted(models, key=lambda n: n == refiner):
+            model = models[name]
             f = {0.5: [], 0.75: []}
             secs, mpx = 0.0, 0.0
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
                 t0 = time.time()
-                inst = model.predict(image)
+                if name == refiner:
+                    from ensemble.fusion import merge_for_prompts
+
+                    inst = model.predict_with_prompts(
+                        image, merge_for_prompts(prompts[image_id(p)])
+                    )
+                else:
+                    inst = model.predict(image)
                 secs += time.time() - t0
+                if name in others:
+                    prompts.setdefault(image_id(p), []).append(inst)
                 mpx += image.shape[0] * image.shape[1] / 1e6
                 scores = evaluate_image(
                     read_labels(find_label(truth, image_id(p))), inst.labels, (0.5, 0.75)
