@@ -40,6 +40,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from skimage.measure import label as connected_label
 
+from cellfuse.config import dataclass_from_dict
 from cellfuse.errors import ConfigError, LabelError
 from cellfuse.instances import Instances, fill_holes, label_dtype, remove_small
 
@@ -83,13 +84,7 @@ class FusionParams:
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> FusionParams:
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown fusion keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "fusion")
 
 
 @dataclass

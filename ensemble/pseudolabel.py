@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellfuse.config import dataclass_from_dict
 from cellfuse.errors import CellfuseError, ConfigError
 from ensemble.fusion import FusionParams
 from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
@@ -92,13 +93,7 @@ class RunOptions:
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> RunOptions:
-        d = plain(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown pseudo keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        return cls(**d)
+        return dataclass_from_dict(cls, plain(d or {}), "pseudo")
 
 
 def run_pseudo_label(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from cellfuse.config import dataclass_from_dict
 from cellfuse.errors import ConfigError
 from cellfuse.flows import flows_to_labels
 from cellfuse.instances import Instances, relabel_sequential, remove_small
@@ -51,13 +52,7 @@ class PostProcess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PostProcess:
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(
-                f"unknown postprocess keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "postprocess")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
