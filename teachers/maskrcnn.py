@@ -121,7 +121,8 @@ class MaskRCNNTeacher(Teacher):
         min_visible: a detection keeps only pixels no better one holds; it is dropped when
             less than this fraction of its mask stays visible (a duplicate).
         min_size: instances with fewer pixels are dropped.
-        tile: images larger than this (px, original resolution) are predicted in tiles.
+        tile: images larger than this (px, original resolution) are predicted in tiles;
+            it bounds memory (mmdet holds each detection's mask at full tile size).
         overlap: tile overlap (px); larger than the largest cell.
         device: ``cpu``, ``cuda``...; None picks cuda when available.
         num_threads: torch CPU threads for training and inference (None leaves torch's default).
@@ -137,7 +138,7 @@ class MaskRCNNTeacher(Teacher):
         score_thr: float = 0.5,
         min_visible: float = 0.5,
         min_size: int = 4,
-        tile: int = 768,
+        tile: int = 1536,
         overlap: int = 128,
         device: str | None = None,
         num_threads: int | None = None,
@@ -275,7 +276,9 @@ class MaskRCNNTeacher(Teacher):
         rescaled and run through the detector; detections become one label image with
         the higher score winning overlaps. Tiles are stitched by
         :func:`cellfuse.tiling.predict_tiled` (cells smaller than ``overlap`` are never
-        cut or doubled).
+        cut or doubled). A flat image returns no cells; a crop of pure background is
+        stretched to full contrast by the percentile normalisation and may show a few
+        false cells, so crop after predicting, not before.
 
         Returns:
             Instances at the image's size; scores are detection scores.

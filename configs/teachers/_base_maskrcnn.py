@@ -7,13 +7,15 @@ _base_ = [
 ]
 custom_imports = dict(imports=["teachers.mmdet_plugins"], allow_failed_imports=False)
 
-# cellfuse teacher: score_thr cuts detections, tile/overlap (original px) bound memory on big images
+# cellfuse teacher: score_thr cuts detections; images above `tile` px (original resolution) go
+# in tiles. mmdet pastes each detection's mask at full tile size (N x tile^2 bool), so `tile`
+# bounds memory; 1536 keeps every DSB image (<= 1040x1388) whole: tiles overlap, which costs time.
 teacher = dict(
     type="maskrcnn",
     score_thr=0.5,
     min_visible=0.5,
     min_size=4,
-    tile=768,
+    tile=1536,
     overlap=128,
     num_threads=2,
 )

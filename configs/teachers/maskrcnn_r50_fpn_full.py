@@ -5,7 +5,7 @@
 #   python tools/train_teacher.py configs/teachers/maskrcnn_r50_fpn_full.py
 _base_ = ["./_base_maskrcnn.py", "../_base_/data_dsb2018.py"]
 
-teacher = dict(tile=1024, overlap=160)
+teacher = dict(overlap=160)
 
 model = dict(
     backbone=dict(
