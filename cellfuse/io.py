@@ -397,6 +397,18 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     return Path(path)
 
 
+def print_json(result, path: str | os.PathLike[str] | None = None) -> int:
+    """Print ``result`` as indented JSON and, when ``path`` is given, also write it there
+    atomically (the tools' ``--json OUT``). Returns 0, the tools' exit status."""
+    import json
+
+    text = json.dumps(result, indent=2, default=str)
+    if path:
+        atomic_write_text(path, text + "\n")
+    print(text)
+    return 0
+
+
 # ----------------------------------------------------------------------------- helpers
 
 

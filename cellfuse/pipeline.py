@@ -154,12 +154,11 @@ def unlabeled_images(run: Run) -> tuple[list[Path], bool]:
     return images, transductive
 
 
-def pseudo_label(run: Run, teachers: dict) -> dict:
-    """Fuse the teachers' predictions on the unlabeled pool into pseudo-labels (Ray)."""
-    from ensemble.pseudolabel import run_pseudo_label
+def ensemble_config(run: Run, teachers: dict):
+    """The pseudo-label config of the run: the profile's ensemble file with the run's trained
+    teachers (weights = their val F1), the classical teacher and the refiner."""
     from teachers.train import load_config
 
-    images, transductive = unlabeled_images(run)
     cfg = load_config(_repo_path(run.cfg.ensemble))
     entries = [
         dict(
@@ -175,6 +174,15 @@ def pseudo_label(run: Run, teachers: dict) -> dict:
     cfg.teachers = entries
     refiner = run.cfg.get("refiner")
     cfg.refiner = refiner if refiner in teachers else None
+    return cfg
+
+
+def pseudo_label(run: Run, teachers: dict) -> dict:
+    """Fuse the teachers' predictions on the unlabeled pool into pseudo-labels (Ray)."""
+    from ensemble.pseudolabel import run_pseudo_label
+
+    images, transductive = unlabeled_images(run)
+    cfg = ensemble_config(run, teachers)
     key = [
         cfg.pretty_text,
         [(p.name, p.stat().st_size) for p in images],
@@ -225,14 +233,35 @@ def distill_students(run: Run, pseudo: dict) -> dict:
     return out
 
 
-def export_student(run: Run, student: dict) -> dict:
-    """ONNX (+ torch.export) of the distilled student, with its parity check."""
+def choose_student(students: dict) -> str:
+    """The student to ship: the higher val F1@0.5 (checkpoint selection, never the test
+    labels); the distilled one on a tie or when scores are missing."""
+
+    def score(name: str) -> tuple[float, bool]:
+        return (students[name].get("val_metrics", {}).get("f1_50", -1.0), name == "student")
+
+    return max(students, key=score)
+
+
+def export_student(run: Run, students: dict) -> dict:
+    """ONNX (+ torch.export) of the chosen student (:func:`choose_student`), parity checked."""
     from student.export import export_student as export
 
+    name = choose_student(students)
+    if name != "student":
+        log.info(
+            "exporting %s: val F1@0.5 %.4f beats the distilled student's %.4f",
+            name,
+            students[name]["val_metrics"]["f1_50"],
+            students["student"].get("val_metrics", {}).get("f1_50", float("nan")),
+        )
+    rec = students[name]
     return run.stage(
         "export",
-        [student["key"]],
-        lambda: export(student["checkpoint"], run.work_dir / "export", name="student"),
+        [rec["key"]],
+        lambda: (
+            export(rec["checkpoint"], run.work_dir / "export", name="student") | {"student": name}
+        ),
     )
 
 
@@ -440,7 +469,7 @@ def run(
     teachers = train_teachers(r)
     pseudo = pseudo_label(r, teachers)
     students = distill_students(r, pseudo)
-    exported = export_student(r, students["student"])
+    exported = export_student(r, students)
     predicted = predict_test(r, exported)
     sub = submit(r, predicted)
     truth = find_test_labels(input_dir)

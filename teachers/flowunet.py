@@ -137,6 +137,9 @@ class FlowUNetTeacher(Teacher):
         batch_size, lr, weight_decay, warmup_fraction: optimisation.
         train_minutes: budget of training-step time (validation not counted).
         val_every_minutes: validation period (training-step time).
+        max_steps: budget in optimiser steps instead of minutes (reproducible on any
+            machine: with a fixed ``num_threads`` and ``seed`` the run is deterministic).
+        val_every_steps: validation period when ``max_steps`` is set (default: 4 per run).
         scale_jitter: log-uniform range of the crop scale jitter.
         color: probabilities of the colour augmentations.
         oversample: sampling weight per modality (fluorescence, stained, brightfield).
@@ -171,6 +174,8 @@ class FlowUNetTeacher(Teacher):
         warmup_fraction: float = 0.03,
         train_minutes: float = 20.0,
         val_every_minutes: float = 5.0,
+        max_steps: int | None = None,
+        val_every_steps: int | None = None,
         scale_jitter: tuple[float, float] = (0.7, 1.4),
         color: dict[str, float] | None = None,
         oversample: dict[str, float] | None = None,
@@ -200,6 +205,14 @@ class FlowUNetTeacher(Teacher):
         self.warmup_fraction = float(warmup_fraction)
         self.train_minutes = float(train_minutes)
         self.val_every_minutes = float(val_every_minutes)
+        if max_steps is not None and int(max_steps) < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+        self.max_steps = None if max_steps is None else int(max_steps)
+        self.val_every_steps = (
+            max(1, self.max_steps // 4)
+            if val_every_steps is None and self.max_steps
+            else val_every_steps
+        )
         self.scale_jitter = (float(scale_jitter[0]), float(scale_jitter[1]))
         self.color = dict(DEFAULT_COLOR if color is None else color)
         self.oversample = {**DEFAULT_OVERSAMPLE, **(oversample or {})}
@@ -443,7 +456,8 @@ class FlowUNetTeacher(Teacher):
     def fit(
         self, train: list[Sample], val: list[Sample], work_dir: Path, *, resume: bool = False
     ) -> Path:
-        """Train for ``train_minutes`` of step time; keep the best checkpoint by val F1@0.5."""
+        """Train for ``max_steps`` steps (or ``train_minutes`` of step time); keep the best
+        checkpoint by val F1@0.5."""
         if not train:
             raise ConfigError("flowunet: no training images")
         threads = _ThreadChooser(self.num_threads)
@@ -476,30 +490,37 @@ class FlowUNetTeacher(Teacher):
                     torch.load(best_path, map_location="cpu", weights_only=False)["metrics"]
                 )
             log.info("resumed from %s at step %d", last_path, state["step"])
+        by_steps = self.max_steps is not None
         log.info(
-            "flowunet: %d parameters, crop %d, batch %d, %.1f min budget",
+            "flowunet: %d parameters, crop %d, batch %d, budget %s",
             count_parameters(self.net),
             self.crop,
             self.batch_size,
-            self.train_minutes,
+            f"{self.max_steps} steps" if by_steps else f"{self.train_minutes:.1f} min",
         )
         budget = self.train_minutes * 60.0
         val_every = self.val_every_minutes * 60.0
         next_val = (math.floor(state["train_seconds"] / val_every) + 1) * val_every
+
+        def progress() -> float:
+            if by_steps:
+                return state["step"] / self.max_steps
+            return state["train_seconds"] / budget
+
         running = None
         bar = tqdm(
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            total=round(budget),
-            initial=round(state["train_seconds"]),
-            unit="s",
-            desc="flowunet",
+            total=self.max_steps if by_steps else round(budget),
+            initial=state["step"] if by_steps else round(state["train_seconds"]),
+            unit="step" if by_steps else "s",
+            desc=self.name,
         )
         with logging_redirect_tqdm():
-            while state["train_seconds"] < budget:
+            while progress() < 1.0:
                 threads.before_step()
                 t0 = time.time()
                 self.net.train()
-                lr = self.lr_at(state["train_seconds"] / budget)
+                lr = self.lr_at(progress())
                 for g in opt.param_groups:
                     g["lr"] = lr
                 x, y = self.make_batch(data, weights, rng)
@@ -513,10 +534,14 @@ class FlowUNetTeacher(Teacher):
                 state["step"] += 1
                 state["train_seconds"] += dt
                 running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-                bar.update(round(state["train_seconds"]) - bar.n)
-                bar.set_postfix(loss=f"{running:.3f}", step=state["step"])
-                done = state["train_seconds"] >= budget
-                if state["train_seconds"] >= next_val or done:
+                bar.update((state["step"] if by_steps else round(state["train_seconds"])) - bar.n)
+                bar.set_postfix(loss=f"{running:.3f}", step=state["step"], refresh=False)
+                done = progress() >= 1.0
+                if by_steps:
+                    due = state["step"] % self.val_every_steps == 0
+                else:
+                    due = state["train_seconds"] >= next_val
+                if due or done:
                     next_val += val_every
                     self._validate_and_save(val, state, opt, running, best_path, last_path)
                     threads.reprobe()

@@ -79,6 +79,9 @@ class SAMTeacher(Teacher):
         use_boxes: also prompt with each detection's bounding box (only when the prompts
             come as one Instances, whose boxes belong to its centroids).
         iou_thresh: drop masks whose predicted IoU is lower.
+        mask_threshold: logit above which a pixel is in the mask; None = the value stored
+            in the checkpoint by :func:`teachers.sam_train.calibrate_mask_threshold` (0.0,
+            SAM's own, for official checkpoints).
         min_area: drop masks smaller than this (original px).
         merge_radius: prompts closer than this (px) are merged.
         prompt_batch: prompts decoded at once.
@@ -105,6 +108,7 @@ class SAMTeacher(Teacher):
         neg_radius: float = 1.5,
         use_boxes: bool = False,
         iou_thresh: float = 0.5,
+        mask_threshold: float | None = None,
         min_area: int = 8,
         merge_radius: float = 3.0,
         prompt_batch: int = 64,
@@ -133,6 +137,7 @@ class SAMTeacher(Teacher):
         self.neg_radius = float(neg_radius)
         self.use_boxes = bool(use_boxes)
         self.iou_thresh = float(iou_thresh)
+        self.mask_threshold = mask_threshold
         self.min_area = int(min_area)
         self.merge_radius = float(merge_radius)
         self.prompt_batch = int(prompt_batch)
@@ -141,6 +146,8 @@ class SAMTeacher(Teacher):
         self.train_cfg = dict(train or {})
         self.device = torch.device(device)
         self.sam = sam_registry[variant](checkpoint).to(self.device)
+        if mask_threshold is not None:
+            self.sam.mask_threshold = float(mask_threshold)
         self.img_size = int(self.sam.image_encoder.img_size)
         if self.tile_overlap >= self.img_size:
             raise ConfigError(f"tile_overlap {tile_overlap} must be < img_size {self.img_size}")
@@ -154,7 +161,11 @@ class SAMTeacher(Teacher):
         return train_sam(self, train, val, Path(work_dir), resume=resume, **self.train_cfg)
 
     def load(self, checkpoint: Path) -> None:
-        load_sam_weights(self.sam, checkpoint)
+        stored = load_sam_weights(self.sam, checkpoint)
+        if self.mask_threshold is not None:
+            self.sam.mask_threshold = float(self.mask_threshold)
+        elif stored is not None:
+            self.sam.mask_threshold = stored
         self.sam.eval()
 
     def predict(self, image: np.ndarray) -> Instances:
@@ -309,7 +320,7 @@ class SAMTeacher(Teacher):
         point: np.ndarray,
     ) -> tuple[int, int, np.ndarray] | None:
         """One low-res logit map -> (oy0, ox0, bool window) on original pixels, or None."""
-        pos = (logits > 0).numpy()
+        pos = (logits > self.sam.mask_threshold).numpy()
         if not pos.any():
             return None
         f = self.img_size / logits.shape[-1]  # encoder-frame px per low-res px

@@ -161,8 +161,11 @@ sam_registry = {
 }
 
 
-def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> None:
+def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> float | None:
     """Load a local state dict (official ``.pth`` or a cellfuse checkpoint's ``model``).
+
+    Returns:
+        The calibrated ``mask_threshold`` stored in a cellfuse checkpoint, else None.
 
     Raises:
         FileNotFoundError: ``checkpoint`` does not exist (nothing is ever downloaded).
@@ -175,7 +178,9 @@ def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> None:
             "and pass its local path; nothing is downloaded)"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
+    stored = None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        stored = state.get("mask_threshold")
         state = state["model"]
     own = sam.state_dict()
     missing = [k for k in own if k not in state]
@@ -193,3 +198,4 @@ def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> None:
             f"{len(shapes)} shape mismatches (first: {shapes[:3]})"
         )
     sam.load_state_dict(state)
+    return None if stored is None else float(stored)

@@ -8,7 +8,8 @@ neighbours as negative points, optionally a noisy box). Loss as in the SAM paper
 IoU head and the mask's actual IoU. With ``multimask`` the mask loss is the minimum over
 the three outputs (the IoU loss covers all three).
 
-The run is bounded by minutes (``time_budget_min``) and optionally steps; validation is
+The run is bounded by ``max_steps`` (reproducible; ``time_budget_min`` is then a cap) or by
+minutes (``time_budget_min``); validation is
 the challenge F1 with the ground-truth centroids as prompts, the best checkpoint by
 F1@0.5 is kept, ``last.pth`` (model + optimizer + RNG) makes ``--resume`` continue.
 """
@@ -292,6 +293,46 @@ def evaluate_sam(teacher: SAMTeacher, val: list, max_images: int | None = None) 
     }
 
 
+MASK_THRESHOLDS = (0.5, 0.0, -0.5, -1.0, -1.5, -2.0)
+
+
+def calibrate_mask_threshold(
+    teacher: SAMTeacher,
+    samples: list,
+    grid: tuple[float, ...] = MASK_THRESHOLDS,
+    max_images: int | None = 40,
+) -> tuple[float, dict[float, float]]:
+    """Pick the mask-logit threshold that maximises F1@0.75 on (training) images.
+
+    A small decoder trained with focal loss puts its 0-logit boundary inside the cell and the
+    low-res logits are upsampled, so its masks come out too small: the threshold is a
+    property of the trained weights, chosen on the training images with ground-truth
+    centroids as prompts (never on val), and stored in the checkpoint.
+
+    Returns:
+        ``(best threshold, {threshold: mean F1@0.75})``; the teacher is left at the best.
+    """
+    old = teacher.sam.mask_threshold
+    scores: dict[float, float] = {}
+    for t in grid:
+        teacher.sam.mask_threshold = float(t)
+        scores[float(t)] = evaluate_sam(teacher, samples, max_images)["f1_75"]
+    best = max(scores, key=lambda t: (round(scores[t], 4), t == old))
+    teacher.sam.mask_threshold = best
+    log.info(
+        "mask threshold: F1@0.75 %s -> %.1f", {k: round(v, 4) for k, v in scores.items()}, best
+    )
+    return best, scores
+
+
+def store_mask_threshold(path: Path, threshold: float, scores: dict[float, float]) -> None:
+    """Write the calibrated threshold into a cellfuse SAM checkpoint (atomically)."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck["mask_threshold"] = float(threshold)
+    ck["mask_threshold_f1_75"] = {str(k): v for k, v in scores.items()}
+    _save(path, ck)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -320,6 +361,8 @@ def train_sam(
     resume: bool = False,
     time_budget_min: float = 30.0,
     max_steps: int | None = None,
+    calibrate_images: int = 40,
+    val_every_steps: int | None = None,
     lr: float = 3e-4,
     weight_decay: float = 0.01,
     warmup_steps: int = 100,
@@ -346,6 +389,9 @@ def train_sam(
         resume: continue from ``work_dir/last.pth`` (model, optimizer, step, clock, RNG).
         time_budget_min: wall-clock budget of the whole run (resumed runs included).
         max_steps: optional step limit.
+        val_every_steps: validate every this many steps instead of every ``val_every_min``.
+        calibrate_images: training images used to calibrate the mask threshold after
+            training (0 = keep SAM's 0.0), see :func:`calibrate_mask_threshold`.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up, then cosine in time.
         crops_per_step, prompts_per_crop: images per step and prompts per image.
         jitter: point offset from the centroid, std in cell radii.
@@ -430,10 +476,11 @@ def train_sam(
 
     bar = tqdm(total=max_steps, initial=step, desc="sam", unit="step", mininterval=10, disable=None)
     while elapsed < budget and (max_steps is None or step < max_steps):
+        # With max_steps the schedule depends on steps only (reproducible on any machine);
+        # the time budget is then only a safety cap.
+        progress = step / max_steps if max_steps else elapsed / budget
         for g in opt.param_groups:
-            g["lr"] = lr * _lr_factor(
-                step, max(elapsed / budget, step / (max_steps or 1e18)), warmup_steps
-            )
+            g["lr"] = lr * _lr_factor(step, progress, warmup_steps)
         sam.train()
         crops, prompts = [], []
         use_box = rng.random() < box_prob
@@ -488,7 +535,11 @@ def train_sam(
                 run["iou"] / run["n"],
             )
             run = {"loss": 0.0, "iou": 0.0, "n": 0}
-        if elapsed - last_val >= val_every_min * 60 and elapsed < budget:
+        if val_every_steps:
+            due = step % val_every_steps == 0 and step < (max_steps or step + 1)
+        else:
+            due = elapsed - last_val >= val_every_min * 60 and elapsed < budget
+        if due:
             sam.eval()
             checkpoint(evaluate_sam(teacher, val, val_max_images))
             elapsed = time.time() - t_start
@@ -498,4 +549,10 @@ def train_sam(
     if not history or history[-1]["step"] != step:
         checkpoint(evaluate_sam(teacher, val, val_max_images))
     teacher.load(best_path)
+    if calibrate_images:
+        thr, scores = calibrate_mask_threshold(teacher, train, max_images=calibrate_images)
+        store_mask_threshold(best_path, thr, scores)
+        teacher.load(best_path)
+        if val:
+            teacher.val_metrics = dict(evaluate_sam(teacher, val, val_max_images), step=step)
     return best_path

@@ -56,6 +56,26 @@ def load_config(path: str | Path, cfg_options: dict | None = None):
     return cfg
 
 
+def training_cli(description: str, default_root: str, train_fn, argv=None):
+    """The command line shared by ``tools/train_teacher.py`` and ``tools/distill.py``:
+    ``CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume]``; calls
+    ``train_fn(cfg, work_dir, resume=...)`` (work dir default ``<default_root>/<config stem>``)."""
+    import argparse
+
+    from mmengine.config import DictAction
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("config")
+    ap.add_argument("--work-dir", help=f"default: {default_root}/<config stem>")
+    ap.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, k=v")
+    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = load_config(args.config, args.cfg_options)
+    work_dir = args.work_dir or cfg.get("work_dir") or f"{default_root}/{Path(args.config).stem}"
+    return train_fn(cfg, work_dir, resume=args.resume)
+
+
 def train_teacher(cfg, work_dir: str | Path, *, resume: bool = False) -> Path:
     """Build ``cfg.teacher``, fit it on ``cfg.data`` and record the result in ``work_dir``.
 

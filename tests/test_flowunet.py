@@ -222,3 +222,24 @@ def test_fit_load_predict_and_resume(tmp_path):
     t3.fit(train, val, tmp_path, resume=True)
     again = torch.load(tmp_path / "last.pth", weights_only=False)["state"]
     assert again["step"] > last["step"] and again["train_seconds"] >= 0.06 * 60
+
+
+def test_step_budget_gives_the_same_weights_twice(tmp_path):
+    samples = list_samples(DEMO / "train", require_labels=True)
+    train, val = samples[:2], samples[2:3]
+    cfg = dict(type="flowunet", net=TINY, crop=64, batch_size=2, max_steps=4, val_every_steps=2)
+    cfg.update(num_threads=1, flow_iters=20, seed=3)
+    states = []
+    for run in ("a", "b"):
+        t = build_teacher(cfg)
+        t.fit(train, val, tmp_path / run)
+        last = torch.load(tmp_path / run / "last.pth", weights_only=False)
+        assert last["state"]["step"] == 4
+        assert [h["step"] for h in last["state"]["history"]] == [2, 4]
+        states.append(last["state_dict"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_step_budget_rejects_zero_steps():
+    with pytest.raises(ConfigError, match="max_steps"):
+        FlowUNetTeacher(max_steps=0)

@@ -1,7 +1,10 @@
 """`cellfuse run` end to end on a small copy of the demo set with tiny training budgets."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import DEMO
@@ -34,16 +37,16 @@ TINY = {
             name="flowunet",
             config="configs/teachers/flowunet_demo.py",
             options={
-                "teacher.train_minutes": 0.05,
-                "teacher.val_every_minutes": 0.05,
-                "teacher.num_threads": 2,
+                "teacher.max_steps": 4,
+                "teacher.val_every_steps": 2,
+                "teacher.num_threads": 1,
             },
         )
     ],
     "refiner": None,
     "ablation": False,
     "num_workers": 0,
-    "student_options": {"student.train_minutes": 0.05, "student.val_every_minutes": 0.05},
+    "student_options": {"student.max_steps": 4, "student.val_every_steps": 2},
 }
 
 
@@ -95,3 +98,62 @@ def test_bad_input_and_profile(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown profile"):
         run(inp, tmp_path / "w", profile="nope")
+
+
+# Runs the pipeline and kills its own process (SIGKILL, nothing cleaned up) when the second
+# image's pseudo-labelling starts, the first one done and recorded: "killed half-way".
+_KILLED_RUN = """
+import json, os, signal, sys
+from ensemble.worker import PseudoLabeler
+from cellfuse.pipeline import run
+
+process, calls = PseudoLabeler.process, []
+
+def die_on_the_second_image(self, job):
+    calls.append(job["id"])
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return process(self, job)
+
+PseudoLabeler.process = die_on_the_second_image
+run(sys.argv[1], sys.argv[2], profile="demo", cfg_options=json.loads(sys.argv[3]))
+"""
+
+
+def test_killed_during_pseudo_labelling_resumes_to_the_same_submission(finished_run, tmp_path):
+    inp, ref_work, _ = finished_run
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(inp), str(work), json.dumps(TINY)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    manifest = (work / "pseudo" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 1 and not (work / "stages" / "pseudo.json").exists()
+    assert (work / "stages" / "teacher_flowunet.json").exists()  # teachers were done
+    run(inp, work, profile="demo", cfg_options=TINY)  # resumes
+    entries = [json.loads(x) for x in (work / "pseudo" / "manifest.jsonl").read_text().splitlines()]
+    assert len(entries) == 3 and len({e["id"] for e in entries}) == 3  # nothing done twice
+    # same seed, step budgets, one thread: bit-identical to the uninterrupted run
+    assert (work / "submission" / "submission.csv").read_text() == (
+        ref_work / "submission" / "submission.csv"
+    ).read_text()
+    for ref in sorted((ref_work / "submission" / "predictions").iterdir()):
+        assert (work / "submission" / "predictions" / ref.name).read_bytes() == ref.read_bytes()
+
+
+def test_the_student_with_the_higher_val_f1_is_shipped():
+    from cellfuse.pipeline import choose_student
+
+    distilled = {"val_metrics": {"f1_50": 0.85}}
+    assert choose_student(
+        {"student": distilled, "student_labeled_only": {"val_metrics": {"f1_50": 0.86}}}
+    ) == ("student_labeled_only")
+    assert choose_student(
+        {"student": distilled, "student_labeled_only": {"val_metrics": {"f1_50": 0.85}}}
+    ) == ("student")  # a tie goes to the distilled student
+    assert choose_student({"student": {}, "student_labeled_only": {}}) == "student"
+    assert choose_student({"student": distilled}) == "student"

@@ -253,6 +253,41 @@ def test_training_steps_checkpoint_and_resume(tmp_path):
     assert torch.load(tmp_path / "work" / "last.pth", weights_only=True)["step"] == 2
     t3 = SAMTeacher(variant="vit_tiny")
     t3.load(best)  # a cellfuse checkpoint loads through the same path as an official one
+    # training ends with the mask-threshold calibration, stored in the checkpoint
+    stored = torch.load(best, weights_only=True)
+    assert stored["mask_threshold"] == t3.sam.mask_threshold
+    assert set(stored["mask_threshold_f1_75"]) == {"0.5", "0.0", "-0.5", "-1.0", "-1.5", "-2.0"}
+
+
+def test_mask_threshold_is_calibrated_stored_and_overridable(tmp_path, monkeypatch):
+    import teachers.sam_train as st
+
+    t = SAMTeacher(variant="vit_tiny")
+    seen = []
+
+    def fake_eval(teacher, samples, max_images=None):
+        thr = float(teacher.sam.mask_threshold)
+        seen.append(thr)
+        return {"f1_50": 0.5, "f1_75": 1.0 - abs(thr + 1.0) / 10}  # best at -1.0
+
+    monkeypatch.setattr(st, "evaluate_sam", fake_eval)
+    thr, scores = st.calibrate_mask_threshold(t, ["s"] * 3)
+    assert thr == -1.0 and t.sam.mask_threshold == -1.0 and seen == list(st.MASK_THRESHOLDS)
+    ckpt = tmp_path / "best.pth"
+    torch.save({"model": t.sam.state_dict()}, ckpt)
+    assert SAMTeacher(variant="vit_tiny").sam.mask_threshold == 0.0  # SAM's own default
+    st.store_mask_threshold(ckpt, thr, scores)
+    loaded = SAMTeacher(variant="vit_tiny")
+    loaded.load(ckpt)
+    assert loaded.sam.mask_threshold == -1.0
+    forced = SAMTeacher(variant="vit_tiny", mask_threshold=0.5)
+    forced.load(ckpt)  # an explicit config value wins over the stored one
+    assert forced.sam.mask_threshold == 0.5
+    official = tmp_path / "official.pth"
+    torch.save(t.sam.state_dict(), official)  # official layout: no stored threshold
+    plain = SAMTeacher(variant="vit_tiny")
+    plain.load(official)
+    assert plain.sam.mask_threshold == 0.0
 
 
 def test_sam_loss_prefers_the_right_mask():

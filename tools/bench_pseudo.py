@@ -13,7 +13,6 @@ start-up seconds, images/s after start-up, and the speed-up over the first run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cellfuse.io import atomic_write_text  # noqa: E402
+from cellfuse.io import print_json  # noqa: E402
 from ensemble.pseudolabel import Manifest, run_pseudo_label  # noqa: E402
 from teachers.train import load_config  # noqa: E402
 
@@ -141,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             round(r["images_per_s"] / base["images_per_s"], 3) if base["images_per_s"] else 0.0
         )
     result = {"config": args.config, "images": args.images, "cpus": os.cpu_count(), "runs": runs}
-    text = json.dumps(result, indent=2)
-    if args.json:
-        atomic_write_text(args.json, text + "\n")
-    print(text)
-    return 0
+    return print_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Inference speed, side by side on the same images: student (torch and ONNX) vs teachers.
 
-``python tools/bench_student.py --student CKPT [--flowunet CKPT] --images DIR --n 20 --threads 2
---out bench.json``
+``python tools/bench_student.py --student CKPT [--flowunet CKPT] [--ensemble CONFIG] --images DIR
+--n 20 --threads 2 --out bench.json``
+
+``--ensemble`` times the whole teacher ensemble of a pseudo-label config (every teacher, the
+refiner prompted by the others, and the fusion) on the same images, so the student's speed-up
+over the ensemble is a ratio measured in one run.
 
 Every model segments the same in-memory images (read once, before timing) through its public
 ``predict``; s/Mpx = wall seconds / megapixels of the original images, post-processing
@@ -56,22 +60,42 @@ def _run(name, predict, images, truths):
     return row
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--student", help="student checkpoint (default: random flow_s)")
-    ap.add_argument("--variant", default="flow_s", help="variant when no --student")
-    ap.add_argument("--flowunet", help="flow U-Net teacher checkpoint (skipped when absent)")
-    ap.add_argument("--images", default="../shared/data/dsb2018/val")
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip", nargs="*", default=[], help="models to skip")
-    ap.add_argument("--out", default="work/bench_student.json")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def ensemble_predictor(config: str, threads: int):
+    """``image -> Instances`` running a pseudo-label config's whole ensemble (no cache, no I/O)."""
+    from ensemble.fusion import FusionParams, fuse
+    from ensemble.spec import resolve_teachers
+    from ensemble.worker import PseudoLabeler
+    from teachers.train import load_config
+
+    cfg = load_config(config)
+    specs = resolve_teachers(cfg.teachers)
+    fusion = FusionParams.from_dict(cfg.get("fusion"))
+    tmp = tempfile.mkdtemp(prefix="cf_ens_bench")
+    labeler = PseudoLabeler(
+        specs, fusion, tmp, refiner=cfg.get("refiner"), cache_teachers=False, threads=threads
+    )
+    weights = [s.weight for s in specs]
+
+    def predict(image):
+        return fuse(labeler.predict_teachers(image, "bench", "-"), weights, fusion).instances
+
+    return predict
+
+
+def compare_speed(
+    samples,
+    *,
+    student: str | None = None,
+    variant: str = "flow_s",
+    flowunet: str | None = None,
+    ensemble: str | None = None,
+    threads: int = 2,
+    skip=(),
+) -> dict:
+    """Side-by-side s/Mpx (and F1@0.5 when labeled) of the student and the teachers."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    samples = list_samples(args.images, require_labels=False)[: args.n]
+    torch.set_num_threads(threads)
     images = [read_image(s.image) for s in samples]
     truths = [
         read_labels(s.label, shape=i.shape[:2]) if s.label else None
@@ -83,41 +107,69 @@ def main(argv=None):
     from student.predictor import StudentPredictor
 
     rows = []
-    if args.student:
-        pred = StudentPredictor.from_checkpoint(args.student, device="cpu", backend="torch")
-        ckpt = args.student
+    if student:
+        pred = StudentPredictor.from_checkpoint(student, device="cpu", backend="torch")
     else:
-        pred = StudentPredictor(build_student(args.variant), device="cpu")
-        ckpt = None
+        pred = StudentPredictor(build_student(variant), device="cpu")
     timed = _TimedBackend(pred.backend)
     pred.backend = timed
     row = _run("student_torch", pred.predict, images, truths)
     row["network_share"] = round(timed.seconds / max(row["seconds"], 1e-9), 3)  # incl. warm-up
     rows.append(row)
-    if ckpt and "onnx" not in args.skip:
+    if student and "onnx" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
-            res = export_student(ckpt, tmp, program=False)
-            onnx = StudentPredictor.from_onnx(res["onnx"], threads=args.threads)
+            res = export_student(student, tmp, program=False)
+            onnx = StudentPredictor.from_onnx(res["onnx"], threads=threads)
             rows.append(_run("student_onnx", onnx.predict, images, truths))
-    if args.flowunet and Path(args.flowunet).is_file() and "flowunet" not in args.skip:
+    if flowunet and Path(flowunet).is_file() and "flowunet" not in skip:
         from teachers.flowunet import FlowUNetTeacher
 
-        t = FlowUNetTeacher(num_threads=args.threads, device="cpu")
-        t.load(Path(args.flowunet))
-        torch.set_num_threads(args.threads)
+        t = FlowUNetTeacher(num_threads=threads, device="cpu")
+        t.load(Path(flowunet))
+        torch.set_num_threads(threads)
         rows.append(_run("flowunet_teacher", t.predict, images, truths))
-    if "classical" not in args.skip:
+    if "classical" not in skip:
         from teachers.classical import ClassicalTeacher
 
         rows.append(_run("classical_teacher", ClassicalTeacher().predict, images, truths))
-    result = dict(
-        images=str(args.images),
-        n=len(images),
-        threads=args.threads,
-        student=ckpt or f"random {args.variant}",
+    if ensemble and "ensemble" not in skip:
+        predict = ensemble_predictor(ensemble, threads)
+        torch.set_num_threads(threads)
+        rows.append(_run("teacher_ensemble", predict, images, truths))
+    out = dict(n=len(images), threads=threads, student=student or f"random {variant}", rows=rows)
+    by = {r["model"]: r for r in rows}
+    fast = by.get("student_onnx", by["student_torch"])
+    if "teacher_ensemble" in by:
+        out["student_speedup_vs_ensemble"] = round(
+            by["teacher_ensemble"]["s_per_mpx"] / fast["s_per_mpx"], 2
+        )
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--student", help="student checkpoint (default: random flow_s)")
+    ap.add_argument("--variant", default="flow_s", help="variant when no --student")
+    ap.add_argument("--flowunet", help="flow U-Net teacher checkpoint (skipped when absent)")
+    ap.add_argument("--ensemble", help="pseudo-label config whose whole ensemble is timed too")
+    ap.add_argument("--images", default="../shared/data/dsb2018/val")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", nargs="*", default=[], help="models to skip")
+    ap.add_argument("--out", default="work/bench_student.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    samples = list_samples(args.images, require_labels=False)[: args.n]
+    result = compare_speed(
+        samples,
+        student=args.student,
+        variant=args.variant,
         flowunet=args.flowunet,
-        rows=rows,
+        ensemble=args.ensemble,
+        threads=args.threads,
+        skip=args.skip,
     )
+    result = dict(images=str(args.images), flowunet=args.flowunet, ensemble=args.ensemble, **result)
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

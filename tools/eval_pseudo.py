@@ -14,13 +14,12 @@ accuracy outside the ignore mask (see ensemble/quality.py).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cellfuse.io import atomic_write_text  # noqa: E402
+from cellfuse.io import print_json  # noqa: E402
 from ensemble.quality import pseudo_quality  # noqa: E402
 
 
@@ -33,11 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     result = pseudo_quality(args.pseudo_dir, args.truth_dir)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        atomic_write_text(args.json, text + "\n")
-    print(text)
-    return 0
+    return print_json(result, args.json)
 
 
 if __name__ == "__main__":

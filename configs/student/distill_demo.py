@@ -6,6 +6,7 @@ student = dict(
     variant="flow_xs",
     pseudo="work/pseudo/pseudo_demo",
     crop=128,
-    train_minutes=2.0,
-    val_every_minutes=1.0,
+    max_steps=250,  # steps, not minutes: the same student on any machine (~2 min here)
+    val_every_steps=125,
+    num_threads=1,
 )

@@ -1,0 +1,63 @@
+"""tools/benchmark.py: the Med-MLE-bench view of a DSB-layout folder and the README table."""
+
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import benchmark  # noqa: E402
+
+from cellfuse.errors import LayoutError  # noqa: E402
+
+
+def _dsb(root):
+    for sub in ("train/images", "train/labels", "val/images", "val/labels", "unlabeled/images"):
+        (root / sub).mkdir(parents=True)
+    (root / "val/images/a.png").write_bytes(b"x")
+    return root
+
+
+def test_view_maps_val_to_test_and_is_idempotent(tmp_path):
+    data = _dsb(tmp_path / "dsb")
+    view = benchmark.make_view(data, tmp_path / "view")
+    assert (view / "test/images/a.png").read_bytes() == b"x"
+    assert (view / "test_labels").resolve() == (data / "val/labels").resolve()
+    assert (view / "unlabeled/images").resolve() == (data / "unlabeled/images").resolve()
+    benchmark.make_view(data, tmp_path / "view")  # again: no error, same links
+    assert sorted(p.name for p in (view / "test/images").iterdir()) == ["a.png"]
+
+
+def test_view_needs_train_and_val(tmp_path):
+    (tmp_path / "dsb/train").mkdir(parents=True)
+    with pytest.raises(LayoutError, match="val"):
+        benchmark.make_view(tmp_path / "dsb", tmp_path / "view")
+
+
+def test_readme_table_is_rewritten_between_the_markers(tmp_path):
+    res = {
+        "date": "2026-11-24",
+        "commit": "abc",
+        "cpus": 2,
+        "pipeline": {
+            "val": {"student": {"f1_50": 0.85, "f1_75": 0.7, "s_per_mpx": 0.9}},
+            "seconds": 10,
+        },
+        "ray": {
+            "images": 299,
+            "runs": {"workers_1": {"seconds": 100.0}, "workers_2": {"seconds": 55.0}},
+            "speedup_wall": 1.818,
+        },
+    }
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{benchmark.START}\nold table\n{benchmark.END}\noutro\n")
+    benchmark.update_readme(res, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
+    assert "| student (val) | 0.850 | 0.700 | 0.900 |" in text
+    assert "1.818x" in text
+    benchmark.update_readme(res, readme)  # idempotent
+    assert readme.read_text() == text
+    readme.write_text("no markers")
+    with pytest.raises(LayoutError, match="markers"):
+        benchmark.update_readme(res, readme)

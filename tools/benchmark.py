@@ -1,0 +1,280 @@
+"""The ``bench`` profile end to end, every figure of the teacher, ensemble and student issues in one JSON.
+
+    python tools/benchmark.py [--data ../shared/data/dsb2018] [--work work/bench]
+        [--parts pipeline ensemble speed ray] [--out bench/results/<date>.json] [--readme]
+
+``--data`` is a folder in the DSB2018 layout of ``../shared/data`` (``train/``, ``val/``,
+``unlabeled/images``). The benchmark builds a Med-MLE-bench view of it under ``WORK/input``
+(symlinks: ``train``, ``test/images`` = val images, ``test_labels`` = val labels,
+``unlabeled/images``) and runs, each part resumable and skippable:
+
+- ``pipeline``: ``cellfuse run --profile bench`` on that view: teachers at their CPU profiles
+  (checkpoints selected on every 5th training image, as for a Med-MLE-bench input), Ray
+  pseudo-labels of the unlabeled pool, distilled and labeled-only students, ONNX export,
+  prediction of the val images, submission, evaluation: F1@0.5/0.75 and s/Mpx of every
+  teacher and both students on val.
+- ``ensemble``: the same ensemble on the val images treated as unlabeled, scored against the
+  val labels (each teacher, fused cells, precision of the confident subset, fraction kept).
+- ``speed``: student (ONNX) vs the whole teacher ensemble, side by side on ``--speed-images``
+  val images, 2 threads: s/Mpx of each and the ratio.
+- ``ray``: pseudo-labelling wall time of the unlabeled pool with 1 and 2 workers in one run
+  (``configs/ensemble/pseudo_classical.py``: CPU-only teachers, so the ratio measures Ray,
+  not model loading).
+
+The JSON gets one section per part (parts run later are merged into the same file) plus
+the machine, the commit and each part's wall time; ``--readme`` regenerates the results
+table in README.md between the ``bench-table`` markers from it. Every stage resumes: a
+killed benchmark re-run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from cellfuse.errors import LayoutError  # noqa: E402
+from cellfuse.io import atomic_write_text  # noqa: E402
+
+log = logging.getLogger("benchmark")
+PARTS = ("pipeline", "ensemble", "speed", "ray")
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+
+def make_view(data: Path, view: Path) -> Path:
+    """Med-MLE-bench layout over a DSB-layout folder (symlinks; val plays the test set)."""
+    links = {
+        "train": data / "train",
+        "test/images": data / "val" / "images",
+        "test_labels": data / "val" / "labels",
+        "unlabeled/images": data / "unlabeled" / "images",
+    }
+    for rel, target in links.items():
+        if not target.is_dir():
+            if rel == "unlabeled/images":
+                continue
+            raise LayoutError(f"{data}: no {target.relative_to(data)} folder")
+        link = view / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and link.resolve() != target.resolve():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=True)
+    return view
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def part_pipeline(view: Path, work: Path, profile: str) -> dict[str, Any]:
+    from cellfuse.pipeline import run
+
+    summary = run(view, work / "run", profile=profile)
+    st = summary["stages"]
+    ev = st.get("evaluate", {})
+    return {
+        "profile": profile,
+        "seconds": summary["seconds"],
+        "stage_seconds": {k: v.get("seconds") for k, v in st.items()},
+        "val": ev.get("models", {}),
+        "submission": ev.get("submission", {}),
+        "pseudo": {k: st.get("pseudo", {}).get("summary", {}).get(k) for k in ("done", "failed")},
+        "report": summary["report"],
+    }
+
+
+def _run_object(view: Path, work: Path, profile: str):
+    from cellfuse.pipeline import REPO, Run
+    from teachers.train import load_config
+
+    cfg = load_config(REPO / "configs" / "pipeline" / f"{profile}.py")
+    r = Run(view, work / "run", profile, cfg)
+    teachers = {}
+    for e in cfg.teachers:
+        rec = r.record(f"teacher_{e['name']}")
+        if rec is None:
+            raise LayoutError(f"teacher {e['name']} not trained yet: run the 'pipeline' part first")
+        teachers[e["name"]] = rec
+    return r, teachers
+
+
+def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[str, Any]:
+    from cellfuse.pipeline import ensemble_config
+    from ensemble.pseudolabel import run_pseudo_label
+    from ensemble.quality import pseudo_quality
+
+    r, teachers = _run_object(view, work, profile)
+    cfg = ensemble_config(r, teachers)
+    out = work / "pseudo_val"
+    summary = run_pseudo_label(cfg, view / "test" / "images", out, num_workers=workers)
+    q = pseudo_quality(out, view / "test_labels")
+    q["seconds"] = summary["seconds"]
+    return q
+
+
+def part_speed(view: Path, work: Path, profile: str, n: int, threads: int) -> dict[str, Any]:
+    from bench_student import compare_speed
+
+    from cellfuse.layout import list_samples
+    from cellfuse.pipeline import ensemble_config
+
+    r, teachers = _run_object(view, work, profile)
+    student = r.record("student")
+    if student is None:
+        raise LayoutError("no student yet: run the 'pipeline' part first")
+    cfg = ensemble_config(r, teachers)
+    cfg_path = work / "ensemble_config.py"
+    cfg.dump(str(cfg_path))
+    samples = list_samples(view / "test", require_labels=False)
+    step = max(1, len(samples) // n)
+    return compare_speed(
+        samples[::step][:n], student=student["checkpoint"], ensemble=str(cfg_path), threads=threads
+    )
+
+
+def part_ray(view: Path, work: Path) -> dict[str, Any]:
+    from bench_pseudo import run_once
+
+    from teachers.train import load_config
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    cfg = load_config(ROOT / "configs" / "ensemble" / "pseudo_classical.py")
+    images = view / "unlabeled" / "images"
+    if not images.is_dir():
+        raise LayoutError(f"{view}: no unlabeled/images for the Ray benchmark")
+    runs = {
+        f"workers_{n}": run_once(cfg, str(images), work / "ray" / str(n), num_workers=n)
+        for n in (1, 2)
+    }
+    return {
+        "images": runs["workers_1"]["done"],
+        "runs": runs,
+        "speedup_wall": round(runs["workers_1"]["seconds"] / runs["workers_2"]["seconds"], 3),
+    }
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else ("" if x is None else str(x))
+
+
+def readme_table(res: dict[str, Any]) -> str:
+    """Markdown results table of a benchmark JSON."""
+    lines = [
+        f"Benchmark `{res.get('file', '')}` ({res.get('date')}, commit {res.get('commit')}, "
+        f"{res.get('cpus')} CPUs; `python tools/benchmark.py`):",
+        "",
+        "| what | F1@0.5 | F1@0.75 | s/Mpx | note |",
+        "|---|---|---|---|---|",
+    ]
+    pipe = res.get("pipeline", {})
+    for name, r in pipe.get("val", {}).items():
+        lines.append(
+            f"| {name} (val) | {_fmt(r.get('f1_50'))} | {_fmt(r.get('f1_75'))} | {_fmt(r.get('s_per_mpx'))} | |"
+        )
+    ens = res.get("ensemble", {})
+    for name, r in ens.get("teachers", {}).items():
+        lines.append(
+            f"| {name}, val as unlabeled | {_fmt(r.get('f1@0.5'))} | {_fmt(r.get('f1@0.75'))} | | |"
+        )
+    if ens.get("fused"):
+        f = ens["fused"]
+        lines.append(
+            f"| fused pseudo-labels (confident cells) | {_fmt(f.get('f1@0.5'))} | {_fmt(f.get('f1@0.75'))} | | "
+            f"precision {_fmt(f.get('precision@0.5'))}, kept {_fmt(f.get('kept_fraction'))} |"
+        )
+    sp = res.get("speed", {})
+    for r in sp.get("rows", []):
+        lines.append(
+            f"| speed: {r['model']} ({sp.get('n')} val images) | {_fmt(r.get('f1_50'))} | | {_fmt(r.get('s_per_mpx'))} | |"
+        )
+    if "student_speedup_vs_ensemble" in sp:
+        lines.append(
+            f"| student speed-up vs ensemble | | | | {sp['student_speedup_vs_ensemble']}x |"
+        )
+    ray = res.get("ray", {})
+    if ray:
+        w1, w2 = ray["runs"]["workers_1"]["seconds"], ray["runs"]["workers_2"]["seconds"]
+        lines.append(
+            f"| Ray, {ray['images']} unlabeled images | | | | 1 worker {w1} s, 2 workers {w2} s: {ray['speedup_wall']}x |"
+        )
+    if pipe:
+        lines.append(f"| bench pipeline wall time | | | | {pipe.get('seconds')} s |")
+    return "\n".join(lines)
+
+
+def update_readme(res: dict[str, Any], readme: Path) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise LayoutError(f"{readme}: no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(readme, f"{head}{START}\n{readme_table(res)}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dsb2018"))
+    ap.add_argument("--work", default="work/bench")
+    ap.add_argument("--profile", default="bench")
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    ap.add_argument("--out", help="default: bench/results/<today>.json")
+    ap.add_argument("--speed-images", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--readme", action="store_true", help="regenerate README.md's results table")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    data, work = Path(args.data), Path(args.work)
+    out = Path(args.out or ROOT / "bench" / "results" / f"{dt.date.today().isoformat()}.json")
+    res: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    res.update(
+        date=dt.date.today().isoformat(),
+        commit=_git_commit(),
+        cpus=os.cpu_count(),
+        machine=platform.platform(),
+        data=str(data),
+        file=str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
+    )
+    view = make_view(data, work / "input")
+    runners = {
+        "pipeline": lambda: part_pipeline(view, work, args.profile),
+        "ensemble": lambda: part_ensemble(view, work, args.profile, args.workers),
+        "speed": lambda: part_speed(view, work, args.profile, args.speed_images, args.threads),
+        "ray": lambda: part_ray(view, work),
+    }
+    for part in args.parts:
+        t0 = time.time()
+        log.info("part %s", part)
+        res[part] = runners[part]()
+        res.setdefault("part_seconds", {})[part] = round(time.time() - t0, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(res, indent=2, default=str) + "\n")  # after every part
+    if args.readme:
+        update_readme(res, ROOT / "README.md")
+    print(readme_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
