@@ -309,59 +309,68 @@ def submit(run: Run, predicted: dict) -> dict:
 
 
 def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
-    """Challenge F1 on the test images of every teacher and both students (test labels read here only)."""
+    """Challenge F1 and s/Mpx on the test images of every teacher (the refiner prompted by
+    the others, as in the ensemble), of the fused ensemble and of both students; the test
+    labels are read here only. Image by image, so memory holds one image's predictions."""
+    import tempfile
+
     from cellfuse.io import read_image, read_labels
     from cellfuse.layout import find_label, image_id, list_images
     from cellfuse.metric import evaluate_image
+    from ensemble.fusion import FusionParams, fuse
+    from ensemble.spec import resolve_teachers
+    from ensemble.worker import PseudoLabeler
     from student.predictor import StudentPredictor
-    from teachers import load_teacher
-    from teachers.train import load_config
+
+    cfg = ensemble_config(run, teachers)
 
     def fn() -> dict:
-        models = {}
-        for name, rec in teachers.items():
-            tcfg = load_config(run.work_dir / "teachers" / name / "config.py")
-            models[name] = load_teacher(
-                dict(tcfg.teacher) | ({"cfg": tcfg} if name == "maskrcnn" else {}),
-                rec["checkpoint"],
+        specs = resolve_teachers(cfg.teachers)
+        fusion = FusionParams.from_dict(cfg.get("fusion"))
+        weights = [s.weight for s in specs]
+        students_m = {
+            n: StudentPredictor.from_checkpoint(r["checkpoint"]) for n, r in students.items()
+        }
+        names = [s.name for s in specs] + ["ensemble"] + list(students_m)
+        f1 = {n: {0.5: [], 0.75: []} for n in names}
+        secs = dict.fromkeys(names, 0.0)
+        mpx = 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            labeler = PseudoLabeler(
+                specs, fusion, tmp, refiner=cfg.get("refiner"), cache_teachers=False, threads=2
             )
-        for name, rec in students.items():
-            models[name] = StudentPredictor.from_checkpoint(rec["checkpoint"])
-        refiner = run.cfg.get("refiner")
-        refiner = refiner if refiner in teachers else None
-        others = [n for n in teachers if n != refiner]
-        rows = {}
-        prompts: dict[str, Any] = {}  # image id -> the other teachers' predictions
-        # the refiner last: it is prompted with the other teachers' merged cells, as in the ensemble
-        for name in sorted(models, key=lambda n: n == refiner):
-            model = models[name]
-            f = {0.5: [], 0.75: []}
-            secs, mpx = 0.0, 0.0
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
-                t0 = time.time()
-                if name == refiner:
-                    from ensemble.fusion import merge_for_prompts
-
-                    inst = model.predict_with_prompts(
-                        image, merge_for_prompts(prompts[image_id(p)])
-                    )
-                else:
-                    inst = model.predict(image)
-                secs += time.time() - t0
-                if name in others:
-                    prompts.setdefault(image_id(p), []).append(inst)
+                t = read_labels(find_label(truth, image_id(p)))
                 mpx += image.shape[0] * image.shape[1] / 1e6
-                scores = evaluate_image(
-                    read_labels(find_label(truth, image_id(p))), inst.labels, (0.5, 0.75)
-                )["scores"]
-                for t in f:
-                    f[t].append(scores[t]["f1"])
-            rows[name] = {
-                "f1_50": float(sum(f[0.5]) / len(f[0.5])),
-                "f1_75": float(sum(f[0.75]) / len(f[0.75])),
-                "s_per_mpx": round(secs / max(mpx, 1e-9), 3),
+                took: dict[str, float] = {}
+                preds = dict(
+                    zip(
+                        [s.name for s in specs],
+                        labeler.predict_teachers(image, image_id(p), "-", took),
+                        strict=True,
+                    )
+                )
+                t0 = time.perf_counter()
+                preds["ensemble"] = fuse(list(preds.values()), weights, fusion).instances
+                took["ensemble"] = sum(took.values()) + time.perf_counter() - t0
+                for name, model in students_m.items():
+                    t0 = time.perf_counter()
+                    preds[name] = model.predict(image)
+                    took[name] = time.perf_counter() - t0
+                for name, inst in preds.items():
+                    secs[name] += took[name]
+                    scores = evaluate_image(t, inst.labels, (0.5, 0.75))["scores"]
+                    for thr in (0.5, 0.75):
+                        f1[name][thr].append(scores[thr]["f1"])
+        rows = {
+            n: {
+                "f1_50": float(sum(f1[n][0.5]) / max(len(f1[n][0.5]), 1)),
+                "f1_75": float(sum(f1[n][0.75]) / max(len(f1[n][0.75]), 1)),
+                "s_per_mpx": round(secs[n] / max(mpx, 1e-9), 3),
             }
+            for n in names
+        }
         from cellfuse.metric import evaluate_dirs
 
         report = evaluate_dirs(truth, run.work_dir / "submission" / "predictions")
@@ -371,7 +380,8 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
         report.to_json(rep / "submission_scores.json")
         return {"models": rows, "submission": report.summary()}
 
-    return run.stage("evaluate", [r["key"] for r in (*teachers.values(), *students.values())], fn)
+    key = [cfg.pretty_text, [r["key"] for r in (*teachers.values(), *students.values())]]
+    return run.stage("evaluate", key, fn)
 
 
 def make_report(run: Run, truth: Path | None) -> Path:

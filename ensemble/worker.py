@@ -118,15 +118,21 @@ class PseudoLabeler:
             "seconds": round(time.perf_counter() - t0, 3),
         }
 
-    def predict_teachers(self, image: np.ndarray, image_id: str, sha1: str) -> list[Instances]:
+    def predict_teachers(
+        self, image: np.ndarray, image_id: str, sha1: str, timings: dict | None = None
+    ) -> list[Instances]:
         """Each teacher's Instances (from the cache when valid), in spec order; the refiner
-        runs last with the others' merged cells as prompts."""
+        runs last with the others' merged cells as prompts. ``timings``, when given, gets
+        each teacher's seconds added under its name."""
         preds: dict[str, Instances] = {}
         others = [s for s in self.specs if s.name != self.refiner]
         for s in others:
+            t0 = time.perf_counter()
             preds[s.name] = self._cached(
                 s, s.key, image_id, sha1, lambda s=s: self.models[s.name].predict(image)
             )
+            if timings is not None:
+                timings[s.name] = timings.get(s.name, 0.0) + time.perf_counter() - t0
         if self.refiner is not None:
             s = next(x for x in self.specs if x.name == self.refiner)
             key = sha1_text(s.key + "".join(o.key for o in others))
@@ -137,7 +143,10 @@ class PseudoLabeler:
                 )
                 return self.models[s.name].predict_with_prompts(image, prompts)
 
+            t0 = time.perf_counter()
             preds[s.name] = self._cached(s, key, image_id, sha1, refine)
+            if timings is not None:
+                timings[s.name] = timings.get(s.name, 0.0) + time.perf_counter() - t0
         shape = image.shape[:2]
         for name, p in preds.items():
             if p.shape != shape:

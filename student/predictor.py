@@ -41,6 +41,7 @@ from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, to_rgb, write_la
 from cellfuse.tiling import Tile, predict_tiled, tile_grid
 from student.postprocess import PostProcess, output_to_instances
 from teachers.augment import median_diameter, resize_image, resize_labels, scaled_shape
+from teachers.base import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -530,6 +531,36 @@ class StudentPredictor:
         return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
 
 
+class StudentTeacher(Teacher):
+    """A trained student as a member of the ensemble (self-training: the student of one round
+    pseudo-labels with the teachers for the next). Trained by ``tools/distill.py``, not here.
+
+    Args:
+        device: "auto", "cpu" or "cuda[:i]".
+        threads: CPU threads (0: the library default).
+    """
+
+    name = "student"
+
+    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+        super().__init__()
+        self.device, self.threads = device, int(threads)
+        self.predictor: StudentPredictor | None = None
+
+    def fit(self, train, val, work_dir, *, resume=False):
+        raise ConfigError("a student is trained with tools/distill.py, not as a teacher")
+
+    def load(self, checkpoint: Path) -> None:
+        self.predictor = StudentPredictor.from_checkpoint(
+            checkpoint, device=self.device, threads=self.threads
+        )
+
+    def predict(self, image: np.ndarray) -> Instances:
+        if self.predictor is None:
+            raise ConfigError("StudentTeacher.predict before load(checkpoint)")
+        return self.predictor.predict(image)
+
+
 def _compose(outer: Window, inner: Window) -> Window:
     """The window ``inner`` (relative to ``outer``) in the coordinates of ``outer``'s image."""
     return (
@@ -542,4 +573,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]
+__all__ = ["StudentPredictor", "StudentTeacher", "TorchBackend", "Normalizer", "MEMMAP_PX"]

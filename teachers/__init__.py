@@ -27,6 +27,7 @@ TEACHER_REGISTRY: dict[str, str] = {
     "sam": "teachers.sam:SAMTeacher",
     "maskrcnn": "teachers.maskrcnn:MaskRCNNTeacher",
     "classical": "teachers.classical:ClassicalTeacher",
+    "student": "student.predictor:StudentTeacher",  # a trained student joins the next round
 }
 
 

@@ -75,7 +75,8 @@ def test_run_writes_a_valid_submission_and_report(finished_run):
     report = (work / "report" / "index.html").read_text()
     assert "flowunet" in report and "examples.png" in report and "disagreement.png" in report
     ev = summary["stages"]["evaluate"]["models"]
-    assert set(ev) == {"flowunet", "student"} and all(0 <= r["f1_50"] <= 1 for r in ev.values())
+    assert set(ev) == {"flowunet", "classical", "ensemble", "student"}
+    assert all(0 <= r["f1_50"] <= 1 and r["s_per_mpx"] > 0 for r in ev.values())
     # no unlabeled folder: the test images were the unlabeled pool (transductive)
     assert summary["stages"]["pseudo"]["transductive"] is True
 

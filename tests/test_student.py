@@ -221,6 +221,17 @@ def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
     loaded.load(ckpt)
     img = read_image(val[0].image)
     assert loaded.predict(img).labels.shape == img.shape[:2]
+    # a trained student joins an ensemble as a teacher (self-training), same predictions
+    from student.predictor import StudentPredictor
+    from teachers import build_teacher, load_teacher
+
+    as_teacher = load_teacher(dict(type="student", device="cpu"), ckpt)
+    assert same_partition(
+        as_teacher.predict(img).labels,
+        StudentPredictor.from_checkpoint(ckpt, device="cpu").predict(img).labels,
+    )
+    with pytest.raises(ConfigError, match="distill"):
+        build_teacher(dict(type="student")).fit(train, val, tmp_path / "t")
     # the labeled-only ablation is the same trainer with pseudo=None
     assert StudentTrainer(**{**kw, "pseudo": None}).prepare_data(train, None)[0]["source"] == (
         "labeled"

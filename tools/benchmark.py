@@ -135,12 +135,13 @@ def part_speed(view: Path, work: Path, profile: str, n: int, threads: int) -> di
     from bench_student import compare_speed
 
     from cellfuse.layout import list_samples
-    from cellfuse.pipeline import ensemble_config
+    from cellfuse.pipeline import choose_student, ensemble_config
 
     r, teachers = _run_object(view, work, profile)
-    student = r.record("student")
-    if student is None:
+    students = {n: r.record(n) for n in ("student", "student_labeled_only") if r.record(n)}
+    if not students:
         raise LayoutError("no student yet: run the 'pipeline' part first")
+    student = students[choose_student(students)]  # the one the pipeline ships
     cfg = ensemble_config(r, teachers)
     cfg_path = work / "ensemble_config.py"
     cfg.dump(str(cfg_path))
