@@ -15,6 +15,9 @@ demo: $(SETUP_STAMP)
 test: $(SETUP_STAMP)
 	$(PY) -m pytest -q
 
+bench: $(SETUP_STAMP)
+	$(PY) tools/benchmark.py --readme
+
 test-slow: $(SETUP_STAMP)
 	$(PY) -m pytest -q -m slow
 
