@@ -325,7 +325,7 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
     cfg = ensemble_config(run, teachers)
 
     def fn() -> dict:
-        specs = resolve_teachers(cfg.teachers)
+        specs = resolve_teachers(cfg.teachers, refiner=cfg.get("refiner"))
         fusion = FusionParams.from_dict(cfg.get("fusion"))
         weights = [s.weight for s in specs]
         students_m = {

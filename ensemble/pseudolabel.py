@@ -44,7 +44,14 @@ from cellfuse.config import dataclass_from_dict
 from cellfuse.errors import CellfuseError, ConfigError
 from ensemble.fusion import FusionParams
 from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
-from ensemble.spec import TeacherSpec, config_hash, plain, read_val_f1, resolve_teachers
+from ensemble.spec import (
+    TeacherSpec,
+    config_hash,
+    plain,
+    read_val_f1,
+    resolve_teachers,
+    teacher_entries,
+)
 from ensemble.worker import PseudoLabeler
 
 logger = logging.getLogger(__name__)
@@ -131,7 +138,7 @@ def run_pseudo_label(
     if num_workers is not None:
         opts.num_workers = num_workers
     fusion = FusionParams.from_dict(plain(cfg.get("fusion")))
-    specs = resolve_teachers(cfg.get("teachers", []), opts.custom_teachers)
+    specs = resolve_teachers(teacher_entries(cfg), opts.custom_teachers, cfg.get("refiner"))
     refiner = cfg.get("refiner")
     if refiner is not None and refiner not in {s.name for s in specs}:
         raise ConfigError(

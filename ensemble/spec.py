@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,14 @@ def _teacher_cfg(name: str, cfg: Any, registry: Mapping[str, str]) -> dict:
     return cfg
 
 
+def teacher_entries(cfg: Mapping) -> list:
+    """A config's ``teachers`` plus its ``extra_teachers`` (MMEngine replaces inherited lists
+    whole, so a config that adds one teacher to its base's list names only the new one)."""
+    return list(cfg.get("teachers") or []) + list(cfg.get("extra_teachers") or [])
+
+
 def resolve_teachers(
-    entries: Sequence[Mapping], custom_teachers: Mapping | None = None
+    entries: Sequence[Mapping], custom_teachers: Mapping | None = None, refiner: str | None = None
 ) -> list[TeacherSpec]:
     """Config ``teachers`` list -> specs with absolute paths, checkpoint hashes and weights.
 
@@ -159,6 +165,10 @@ def resolve_teachers(
     None); ``weight`` (a number, or ``"val_f1"``, the default when a checkpoint is given; 1.0
     otherwise); ``optional`` (leave the teacher out, with a warning, when its checkpoint is
     missing).
+
+    The ``refiner`` (SAM) is validated with the true cells as prompts, an upper bound that
+    does not compare with the other teachers' val F1; with ``weight="val_f1"`` it therefore
+    votes with the mean weight of the teachers that prompt it. A number is taken as given.
     """
     from teachers import TEACHER_REGISTRY
 
@@ -210,6 +220,17 @@ def resolve_teachers(
         raise ConfigError(
             "no teacher is available (every optional teacher's checkpoint is missing)"
         )
+    by_name = {plain(e).get("name"): plain(e) for e in entries}
+    if refiner in by_name and len(specs) > 1:
+        e = by_name[refiner]
+        default = "val_f1" if e.get("checkpoint") is not None else 1.0
+        if e.get("weight", default) == "val_f1":
+            others = [s.weight for s in specs if s.name != refiner]
+            mean = float(sum(others) / len(others))
+            specs = [replace(s, weight=mean) if s.name == refiner else s for s in specs]
+            logger.info(
+                "refiner %r votes with the prompting teachers' mean weight %.3f", refiner, mean
+            )
     return specs
 
 

@@ -236,6 +236,25 @@ def test_weight_from_val_f1_beside_the_checkpoint(tmp_path):
         read_val_f1(ckpt)
 
 
+def test_refiner_votes_with_the_mean_weight_of_its_prompters(tmp_path):
+    from ensemble.spec import resolve_teachers
+
+    ckpt = tmp_path / "best.pth"
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "result.json").write_text(json.dumps({"val_metrics": {"f1_50": 0.95}}))
+    classical = dict(type="classical")
+    entries = [
+        dict(name="a", cfg=classical, weight=0.6),
+        dict(name="b", cfg=classical, weight=0.8),
+        dict(name="r", cfg=classical, checkpoint=str(ckpt)),  # val F1 with true prompts: 0.95
+    ]
+    w = {s.name: s.weight for s in resolve_teachers(entries, refiner="r")}
+    assert w == pytest.approx({"a": 0.6, "b": 0.8, "r": 0.7})
+    assert {s.name: s.weight for s in resolve_teachers(entries)}["r"] == pytest.approx(0.95)
+    entries[2]["weight"] = 0.5  # an explicit number is kept
+    assert {s.name: s.weight for s in resolve_teachers(entries, refiner="r")}["r"] == 0.5
+
+
 def test_classical_teacher_fit_load_predict(tmp_path):
     from cellfuse.layout import list_samples
     from teachers import build_teacher, load_teacher

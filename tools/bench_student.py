@@ -63,12 +63,12 @@ def _run(name, predict, images, truths):
 def ensemble_predictor(config: str, threads: int):
     """``image -> Instances`` running a pseudo-label config's whole ensemble (no cache, no I/O)."""
     from ensemble.fusion import FusionParams, fuse
-    from ensemble.spec import resolve_teachers
+    from ensemble.spec import resolve_teachers, teacher_entries
     from ensemble.worker import PseudoLabeler
     from teachers.train import load_config
 
     cfg = load_config(config)
-    specs = resolve_teachers(cfg.teachers)
+    specs = resolve_teachers(teacher_entries(cfg), refiner=cfg.get("refiner"))
     fusion = FusionParams.from_dict(cfg.get("fusion"))
     tmp = tempfile.mkdtemp(prefix="cf_ens_bench")
     labeler = PseudoLabeler(

@@ -3,34 +3,7 @@
 # pseudo-labels train the next student (configs/student/distill_selftrain_cpu.py).
 _base_ = ["./pseudo_cpu.py"]
 
-teachers = [
-    dict(
-        name="flowunet",
-        cfg="configs/teachers/flowunet_cpu.py",
-        checkpoint="work/teachers/flowunet_cpu",
-        weight="val_f1",
-        optional=True,
-    ),
-    dict(
-        name="maskrcnn",
-        cfg="configs/teachers/maskrcnn_r18_gn_cpu.py",
-        checkpoint="work/teachers/maskrcnn_r18_gn_cpu",
-        weight="val_f1",
-        optional=True,
-    ),
-    dict(
-        name="sam",
-        cfg="configs/teachers/sam_tiny_cpu.py",
-        checkpoint="work/teachers/sam_tiny_cpu",
-        weight="val_f1",
-        optional=True,
-    ),
-    dict(
-        name="classical",
-        cfg=dict(type="classical", sigma=1.0, min_distance=7),
-        checkpoint=None,
-        weight=0.77,
-    ),
+extra_teachers = [
     dict(
         name="student",
         cfg=dict(type="student", device="cpu", threads=1),
