@@ -317,28 +317,22 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
     from cellfuse.io import read_image, read_labels
     from cellfuse.layout import find_label, image_id, list_images
     from cellfuse.metric import evaluate_image
-    from ensemble.fusion import FusionParams, fuse
-    from ensemble.spec import resolve_teachers
     from ensemble.worker import PseudoLabeler
     from student.predictor import StudentPredictor
 
     cfg = ensemble_config(run, teachers)
 
     def fn() -> dict:
-        specs = resolve_teachers(cfg.teachers, refiner=cfg.get("refiner"))
-        fusion = FusionParams.from_dict(cfg.get("fusion"))
-        weights = [s.weight for s in specs]
         students_m = {
             n: StudentPredictor.from_checkpoint(r["checkpoint"]) for n, r in students.items()
         }
-        names = [s.name for s in specs] + ["ensemble"] + list(students_m)
-        f1 = {n: {0.5: [], 0.75: []} for n in names}
-        secs = dict.fromkeys(names, 0.0)
-        mpx = 0.0
         with tempfile.TemporaryDirectory() as tmp:
-            labeler = PseudoLabeler(
-                specs, fusion, tmp, refiner=cfg.get("refiner"), cache_teachers=False, threads=2
-            )
+            labeler = PseudoLabeler.from_config(cfg, tmp, threads=2)
+            specs = labeler.specs
+            names = [s.name for s in specs] + ["ensemble"] + list(students_m)
+            f1 = {n: {0.5: [], 0.75: []} for n in names}
+            secs = dict.fromkeys(names, 0.0)
+            mpx = 0.0
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
                 t = read_labels(find_label(truth, image_id(p)))
@@ -352,7 +346,7 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
                     )
                 )
                 t0 = time.perf_counter()
-                preds["ensemble"] = fuse(list(preds.values()), weights, fusion).instances
+                preds["ensemble"] = labeler.fuse(list(preds.values())).instances
                 took["ensemble"] = sum(took.values()) + time.perf_counter() - t0
                 for name, model in students_m.items():
                     t0 = time.perf_counter()

@@ -71,6 +71,22 @@ class PseudoLabeler:
         self.node = _node_id()
         logger.info("worker on %s loaded teachers %s", self.node, list(self.models))
 
+    @classmethod
+    def from_config(cls, cfg: Mapping, out_dir: str, *, threads: int = 1) -> PseudoLabeler:
+        """The ensemble of a pseudo-label config loaded in this process, without the teacher
+        cache: for scoring and timing it next to other models (:meth:`predict_teachers`,
+        :meth:`fuse`), not for writing pseudo-labels."""
+        from ensemble.spec import resolve_teachers, teacher_entries
+
+        refiner = cfg.get("refiner")
+        specs = resolve_teachers(teacher_entries(cfg), refiner=refiner)
+        fusion = FusionParams.from_dict(cfg.get("fusion"))
+        return cls(specs, fusion, out_dir, refiner=refiner, cache_teachers=False, threads=threads)
+
+    def fuse(self, preds: Sequence[Instances]) -> FusionResult:
+        """Fuse the teachers' predictions (spec order) with the ensemble's weights."""
+        return fuse(preds, [s.weight for s in self.specs], self.fusion)
+
     def process(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Pseudo-label one image and write its outputs.
 
@@ -107,8 +123,7 @@ class PseudoLabeler:
                 "n_cells": 0,
                 "seconds": round(time.perf_counter() - t0, 3),
             }
-        preds = self.predict_teachers(image, job["id"], job["sha1"])
-        res = fuse(preds, [s.weight for s in self.specs], self.fusion)
+        res = self.fuse(self.predict_teachers(image, job["id"], job["sha1"]))
         self._write(job["id"], job["config_hash"], res)
         return {
             **out,

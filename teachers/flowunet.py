@@ -207,6 +207,8 @@ class FlowUNetTeacher(Teacher):
         self.val_every_minutes = float(val_every_minutes)
         if max_steps is not None and int(max_steps) < 1:
             raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+        if val_every_steps is not None and int(val_every_steps) < 1:
+            raise ConfigError(f"val_every_steps must be >= 1, got {val_every_steps}")
         self.max_steps = None if max_steps is None else int(max_steps)
         self.val_every_steps = (
             max(1, self.max_steps // 4)

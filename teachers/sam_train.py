@@ -536,7 +536,7 @@ def train_sam(
             )
             run = {"loss": 0.0, "iou": 0.0, "n": 0}
         if val_every_steps:
-            due = step % val_every_steps == 0 and step < (max_steps or step + 1)
+            due = step % val_every_steps == 0 and step != max_steps  # the last: below
         else:
             due = elapsed - last_val >= val_every_min * 60 and elapsed < budget
         if due:

@@ -60,24 +60,15 @@ def _run(name, predict, images, truths):
     return row
 
 
-def ensemble_predictor(config: str, threads: int):
-    """``image -> Instances`` running a pseudo-label config's whole ensemble (no cache, no I/O)."""
-    from ensemble.fusion import FusionParams, fuse
-    from ensemble.spec import resolve_teachers, teacher_entries
+def ensemble_predictor(config: str, threads: int, out_dir: str):
+    """``image -> Instances`` running a pseudo-label config's whole ensemble (no cache)."""
     from ensemble.worker import PseudoLabeler
     from teachers.train import load_config
 
-    cfg = load_config(config)
-    specs = resolve_teachers(teacher_entries(cfg), refiner=cfg.get("refiner"))
-    fusion = FusionParams.from_dict(cfg.get("fusion"))
-    tmp = tempfile.mkdtemp(prefix="cf_ens_bench")
-    labeler = PseudoLabeler(
-        specs, fusion, tmp, refiner=cfg.get("refiner"), cache_teachers=False, threads=threads
-    )
-    weights = [s.weight for s in specs]
+    labeler = PseudoLabeler.from_config(load_config(config), out_dir, threads=threads)
 
     def predict(image):
-        return fuse(labeler.predict_teachers(image, "bench", "-"), weights, fusion).instances
+        return labeler.fuse(labeler.predict_teachers(image, "bench", "-")).instances
 
     return predict
 
@@ -133,9 +124,10 @@ def compare_speed(
 
         rows.append(_run("classical_teacher", ClassicalTeacher().predict, images, truths))
     if ensemble and "ensemble" not in skip:
-        predict = ensemble_predictor(ensemble, threads)
-        torch.set_num_threads(threads)
-        rows.append(_run("teacher_ensemble", predict, images, truths))
+        with tempfile.TemporaryDirectory() as tmp:
+            predict = ensemble_predictor(ensemble, threads, tmp)
+            torch.set_num_threads(threads)
+            rows.append(_run("teacher_ensemble", predict, images, truths))
     out = dict(n=len(images), threads=threads, student=student or f"random {variant}", rows=rows)
     by = {r["model"]: r for r in rows}
     fast = by.get("student_onnx", by["student_torch"])
