@@ -221,7 +221,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
         key = [
             cfg.pretty_text,
             folder_signature(run.input_dir / "train" / "labels"),
-            pseudo.get("key"),
+            pseudo.get("key") if pseudo_dir else None,  # the ablation does not read them
         ]
 
         def fn(cfg=cfg, work=work) -> dict:
@@ -346,7 +346,7 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
                     )
                 )
                 t0 = time.perf_counter()
-                preds["ensemble"] = labeler.fuse(list(preds.values())).instances
+                preds["ensemble"] = labeler.fuse(list(preds.values()), predict=True).instances
                 took["ensemble"] = sum(took.values()) + time.perf_counter() - t0
                 for name, model in students_m.items():
                     t0 = time.perf_counter()

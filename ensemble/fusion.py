@@ -86,6 +86,16 @@ class FusionParams:
     def from_dict(cls, d: Mapping | None) -> FusionParams:
         return dataclass_from_dict(cls, d, "fusion")
 
+    def for_prediction(self, overrides: Mapping | None) -> FusionParams:
+        """These parameters with the config's ``fusion_predict`` overrides: the ensemble used
+        as a predictor (every cell with enough vote), not as a pseudo-labeller (only the
+        confident ones, the rest ignored)."""
+        d = dict(overrides or {})
+        unknown = set(d) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"fusion_predict: unknown keys {sorted(unknown)}")
+        return FusionParams(**{**self.__dict__, **d})
+
 
 @dataclass
 class FusionResult:

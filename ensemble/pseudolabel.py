@@ -138,7 +138,12 @@ def run_pseudo_label(
     if num_workers is not None:
         opts.num_workers = num_workers
     fusion = FusionParams.from_dict(plain(cfg.get("fusion")))
-    specs = resolve_teachers(teacher_entries(cfg), opts.custom_teachers, cfg.get("refiner"))
+    specs = resolve_teachers(
+        teacher_entries(cfg),
+        opts.custom_teachers,
+        cfg.get("refiner"),
+        min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
+    )
     refiner = cfg.get("refiner")
     if refiner is not None and refiner not in {s.name for s in specs}:
         raise ConfigError(

@@ -11,6 +11,16 @@ folder, and reports per source (each teacher, the fused labels):
 plus, for the fused labels: the fraction of clusters kept as confident cells, the fraction
 of pixels ignored, and the pixel accuracy (foreground vs background) outside the ignore mask —
 what the student actually learns from.
+
+Two more views of the fusion:
+
+- ``fused_seen``: the confident cells scored against the true cells the student sees, i.e.
+  without the true cells that lie mostly (>= 50 % of their pixels) in the ignore mask. The
+  pseudo-labels only teach outside that mask, so this is the quality of what they teach.
+- ``fused_predict`` (when ``fusion_predict`` is given): the teachers' cached outputs fused
+  again with the predictor's parameters (every cell with enough vote, nothing ignored), with
+  the weights recorded in the manifest — the ensemble as a segmenter, comparable with each
+  teacher's row.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cellfuse.errors import CellfuseError
+from cellfuse.instances import Instances
 from cellfuse.io import read_labels
 from cellfuse.layout import find_label
 
@@ -55,18 +66,52 @@ def _summarise(per_image: list[dict]) -> dict[str, float]:
     return out
 
 
-def pseudo_quality(pseudo_dir: str | Path, truth_dir: str | Path) -> dict[str, Any]:
+def seen_truth(truth: np.ndarray, ignore: np.ndarray, frac: float = 0.5) -> np.ndarray:
+    """The truth without the cells that have at least ``frac`` of their pixels ignored."""
+    n = int(truth.max())
+    area = np.bincount(truth.ravel(), minlength=n + 1)
+    hidden = np.bincount(truth.ravel(), weights=ignore.ravel(), minlength=n + 1)
+    drop = hidden >= frac * np.maximum(area, 1)
+    drop[0] = True
+    return np.where(drop[truth], 0, truth)
+
+
+def refuse_cached(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray | None:
+    """Fuse one image's cached teacher outputs again (weights from its manifest ``entry``);
+    None when a teacher's cache is missing."""
+    from ensemble.fusion import fuse
+
+    preds, weights = [], []
+    for name, t in (entry.get("teachers") or {}).items():
+        folder = pseudo_dir / "cache" / name
+        lab, meta = folder / f"{entry['id']}_label.tiff", folder / f"{entry['id']}_scores.json"
+        if not (lab.is_file() and meta.is_file()):
+            return None
+        scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
+        preds.append(Instances(read_labels(lab), scores))
+        weights.append(float(t["weight"]))
+    return fuse(preds, weights, params).instances.labels if preds else None
+
+
+def pseudo_quality(
+    pseudo_dir: str | Path, truth_dir: str | Path, fusion_predict: Any = None
+) -> dict[str, Any]:
     """Score the fused pseudo-labels and each cached teacher output against truth.
 
     Args:
         pseudo_dir: output folder of ``tools/pseudo_label.py``.
         truth_dir: folder of truth labels ``<id>_label.tiff``.
+        fusion_predict: :class:`~ensemble.fusion.FusionParams` of the ensemble as a
+            predictor; when given, the cached teacher outputs are fused again with it
+            (``fused_predict``).
 
     Returns:
         ``{"n_images", "n_true", "teachers": {name: scores}, "fused": scores + "kept_fraction",
-        "ignored_px_fraction", "pixel_accuracy_outside_ignore", "missing"}``.
+        "ignored_px_fraction", "pixel_accuracy_outside_ignore", "fused_seen": scores +
+        "true_cells_seen", ["fused_predict": scores,] "missing"}``.
     """
     from cellfuse.metric import evaluate_image
+    from ensemble.manifest import Manifest
 
     pseudo_dir, truth_dir = Path(pseudo_dir), Path(truth_dir)
     truth = _truth_files(truth_dir)
@@ -74,6 +119,10 @@ def pseudo_quality(pseudo_dir: str | Path, truth_dir: str | Path) -> dict[str, A
     teachers = sorted(p.name for p in cache.iterdir() if p.is_dir()) if cache.is_dir() else []
     sources = {"fused": pseudo_dir, **{t: cache / t for t in teachers}}
     scores: dict[str, list] = {s: [] for s in sources}
+    seen: list = []
+    predicted: list = []
+    n_seen = 0
+    entries = Manifest(pseudo_dir / "manifest.jsonl").latest() if fusion_predict else {}
     missing: dict[str, list[str]] = {s: [] for s in sources}
     n_true = 0
     clusters = confident = 0
@@ -101,6 +150,16 @@ def pseudo_quality(pseudo_dir: str | Path, truth_dir: str | Path) -> dict[str, A
                 confident += int(stats.get("confident", 0))
             ign_path = pseudo_dir / f"{iid}_ignore.tiff"
             ign = read_labels(ign_path) > 0 if ign_path.is_file() else np.zeros(t.shape, bool)
+            t_seen = seen_truth(t, ign)
+            n_seen += int(np.unique(t_seen[t_seen > 0]).size)
+            seen.append(evaluate_image(t_seen, p, THRESHOLDS)["scores"])
+            if fusion_predict is not None:
+                entry = entries.get(iid)
+                full = refuse_cached(pseudo_dir, entry, fusion_predict) if entry else None
+                if full is None:
+                    missing.setdefault("fused_predict", []).append(iid)
+                    full = np.zeros_like(t)
+                predicted.append(evaluate_image(t, full, THRESHOLDS)["scores"])
             ignored += int(ign.sum())
             total += ign.size
             keep = ~ign
@@ -114,5 +173,8 @@ def pseudo_quality(pseudo_dir: str | Path, truth_dir: str | Path) -> dict[str, A
     fused["ignored_px_fraction"] = round(ignored / total, 4) if total else 0.0
     fused["pixel_accuracy_outside_ignore"] = round(correct / counted, 4) if counted else 0.0
     out["fused"] = fused
+    out["fused_seen"] = {**_summarise(seen), "true_cells_seen": n_seen}
+    if fusion_predict is not None:
+        out["fused_predict"] = _summarise(predicted)
     out["missing"] = {k: len(v) for k, v in missing.items() if v}
     return out

@@ -156,7 +156,10 @@ def teacher_entries(cfg: Mapping) -> list:
 
 
 def resolve_teachers(
-    entries: Sequence[Mapping], custom_teachers: Mapping | None = None, refiner: str | None = None
+    entries: Sequence[Mapping],
+    custom_teachers: Mapping | None = None,
+    refiner: str | None = None,
+    min_weight_fraction: float = 0.5,
 ) -> list[TeacherSpec]:
     """Config ``teachers`` list -> specs with absolute paths, checkpoint hashes and weights.
 
@@ -169,7 +172,14 @@ def resolve_teachers(
     The ``refiner`` (SAM) is validated with the true cells as prompts, an upper bound that
     does not compare with the other teachers' val F1; with ``weight="val_f1"`` it therefore
     votes with the mean weight of the teachers that prompt it. A number is taken as given.
+
+    A teacher whose val F1 is below ``min_weight_fraction`` times the best weight (a teacher
+    that failed to train, or a budget too small for it) gets weight 0: it still predicts (and
+    is scored), but neither votes nor prompts the refiner. Otherwise every cell it misses
+    would lower every other cell's vote. Explicit numeric weights are never changed.
     """
+    if not 0.0 <= min_weight_fraction <= 1.0:
+        raise ConfigError(f"min_weight_fraction must be in [0, 1], got {min_weight_fraction}")
     from teachers import TEACHER_REGISTRY
 
     registry = {**TEACHER_REGISTRY, **dict(custom_teachers or {})}
@@ -179,6 +189,7 @@ def resolve_teachers(
         )
     specs: list[TeacherSpec] = []
     names: set[str] = set()
+    from_val: set[str] = set()
     for i, raw in enumerate(entries):
         e = plain(raw)
         unknown = set(e) - {"name", "cfg", "checkpoint", "weight", "optional"}
@@ -205,7 +216,8 @@ def resolve_teachers(
             if ckpt is None:
                 raise ConfigError(f"teacher {name!r}: weight='val_f1' needs a checkpoint")
             weight = read_val_f1(ckpt)
-        if not isinstance(weight, int | float) or weight < 0:
+            from_val.add(name)
+        elif not isinstance(weight, int | float) or weight < 0:
             raise ConfigError(f"teacher {name!r}: weight must be a number >= 0, got {weight!r}")
         specs.append(
             TeacherSpec(
@@ -220,12 +232,24 @@ def resolve_teachers(
         raise ConfigError(
             "no teacher is available (every optional teacher's checkpoint is missing)"
         )
+    best = max(s.weight for s in specs if s.name != refiner or len(specs) == 1)
+    for i, s in enumerate(specs):
+        if s.name in from_val and s.name != refiner and s.weight < min_weight_fraction * best:
+            logger.warning(
+                "teacher %r: val F1 %.3f is below %.2f x the best weight %.3f; it does not vote "
+                "(min_weight_fraction)",
+                s.name,
+                s.weight,
+                min_weight_fraction,
+                best,
+            )
+            specs[i] = replace(s, weight=0.0)
     by_name = {plain(e).get("name"): plain(e) for e in entries}
     if refiner in by_name and len(specs) > 1:
         e = by_name[refiner]
         default = "val_f1" if e.get("checkpoint") is not None else 1.0
         if e.get("weight", default) == "val_f1":
-            others = [s.weight for s in specs if s.name != refiner]
+            others = [s.weight for s in specs if s.name != refiner and s.weight > 0] or [0.0]
             mean = float(sum(others) / len(others))
             specs = [replace(s, weight=mean) if s.name == refiner else s for s in specs]
             logger.info(

@@ -38,6 +38,8 @@ class PseudoLabeler:
         save_votes: also write ``<id>_votes.tiff``.
         custom_teachers: extra ``type -> "module:Class"`` registry entries (plugins).
         threads: torch threads per worker (1, so N workers use N cores).
+        fusion_predict: the fusion as a predictor (:meth:`fuse` with ``predict=True``);
+            default: ``fusion``.
     """
 
     def __init__(
@@ -50,12 +52,14 @@ class PseudoLabeler:
         save_votes: bool = False,
         custom_teachers: Mapping[str, str] | None = None,
         threads: int = 1,
+        fusion_predict: FusionParams | None = None,
     ) -> None:
         import teachers
 
         teachers.TEACHER_REGISTRY.update(dict(custom_teachers or {}))
         self.specs = list(specs)
         self.fusion = fusion
+        self.fusion_predict = fusion_predict or fusion
         self.out_dir = Path(out_dir)
         self.refiner = refiner
         self.cache_teachers = cache_teachers
@@ -79,13 +83,27 @@ class PseudoLabeler:
         from ensemble.spec import resolve_teachers, teacher_entries
 
         refiner = cfg.get("refiner")
-        specs = resolve_teachers(teacher_entries(cfg), refiner=refiner)
+        specs = resolve_teachers(
+            teacher_entries(cfg),
+            refiner=refiner,
+            min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
+        )
         fusion = FusionParams.from_dict(cfg.get("fusion"))
-        return cls(specs, fusion, out_dir, refiner=refiner, cache_teachers=False, threads=threads)
+        return cls(
+            specs,
+            fusion,
+            out_dir,
+            refiner=refiner,
+            cache_teachers=False,
+            threads=threads,
+            fusion_predict=fusion.for_prediction(cfg.get("fusion_predict")),
+        )
 
-    def fuse(self, preds: Sequence[Instances]) -> FusionResult:
-        """Fuse the teachers' predictions (spec order) with the ensemble's weights."""
-        return fuse(preds, [s.weight for s in self.specs], self.fusion)
+    def fuse(self, preds: Sequence[Instances], predict: bool = False) -> FusionResult:
+        """Fuse the teachers' predictions (spec order) with the ensemble's weights: as
+        pseudo-labels (confident cells), or with ``predict`` as the ensemble's prediction."""
+        params = self.fusion_predict if predict else self.fusion
+        return fuse(preds, [s.weight for s in self.specs], params)
 
     def process(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Pseudo-label one image and write its outputs.
@@ -150,7 +168,8 @@ class PseudoLabeler:
                 timings[s.name] = timings.get(s.name, 0.0) + time.perf_counter() - t0
         if self.refiner is not None:
             s = next(x for x in self.specs if x.name == self.refiner)
-            key = sha1_text(s.key + "".join(o.key for o in others))
+            # Its prompts depend on the prompting teachers and on their weights (weight 0: none).
+            key = sha1_text(s.key + "".join(f"{o.key}:{o.weight!r}" for o in others))
 
             def refine() -> Instances:
                 prompts = merge_for_prompts(

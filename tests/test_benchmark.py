@@ -48,6 +48,12 @@ def test_readme_table_is_rewritten_between_the_markers(tmp_path):
             "runs": {"workers_1": {"seconds": 100.0}, "workers_2": {"seconds": 55.0}},
             "speedup_wall": 1.818,
         },
+        "ensemble": {
+            "n_true": 100,
+            "teachers": {"flowunet": {"f1@0.5": 0.85, "f1@0.75": 0.7}},
+            "fused": {"f1@0.5": 0.8, "f1@0.75": 0.7, "precision@0.5": 0.95, "kept_fraction": 0.6},
+            "fused_seen": {"f1@0.5": 0.9, "f1@0.75": 0.75, "true_cells_seen": 80},
+        },
     }
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{benchmark.START}\nold table\n{benchmark.END}\noutro\n")
@@ -56,6 +62,10 @@ def test_readme_table_is_rewritten_between_the_markers(tmp_path):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
     assert "| student (val) | 0.850 | 0.700 | 0.900 |" in text
     assert "1.818x" in text
+    assert "| flowunet, val as unlabeled | 0.850 | 0.700 | | |" in text
+    assert "| 0.800 | 0.700 | | precision 0.950, kept 0.600 |" in text
+    assert "| 0.900 | 0.750 | | 80 of 100 true cells |" in text
+    assert "as a predictor" not in text  # no fused_predict in this result
     benchmark.update_readme(res, readme)  # idempotent
     assert readme.read_text() == text
     readme.write_text("no markers")

@@ -330,3 +330,27 @@ def test_resolve_teachers_reads_work_dirs_skips_optional_and_rejects_bad_entries
     env = _runtime_env({"env_vars": {"OMP_NUM_THREADS": 1}})
     assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
     assert str(ROOT) in env["env_vars"]["PYTHONPATH"]
+
+
+def test_a_teacher_far_below_the_best_does_not_vote_or_weigh_on_the_refiner(tmp_path):
+    from cellfuse.errors import ConfigError
+    from ensemble.spec import resolve_teachers
+
+    classical = dict(type="classical")
+    entries = []
+    for name, f1 in (("good", 0.8), ("weak", 0.3), ("r", 0.9)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.pth").write_bytes(name.encode())
+        (tmp_path / name / "result.json").write_text(
+            json.dumps(
+                {"checkpoint": str(tmp_path / name / "best.pth"), "val_metrics": {"f1_50": f1}}
+            )
+        )
+        entries.append(dict(name=name, cfg=classical, checkpoint=str(tmp_path / name)))
+    entries.append(dict(name="fixed", cfg=classical, weight=0.2))  # explicit: kept as given
+    w = {s.name: s.weight for s in resolve_teachers(entries, refiner="r")}
+    assert w == pytest.approx({"good": 0.8, "weak": 0.0, "r": 0.5, "fixed": 0.2})
+    w = {s.name: s.weight for s in resolve_teachers(entries, refiner="r", min_weight_fraction=0.3)}
+    assert w == pytest.approx({"good": 0.8, "weak": 0.3, "r": 0.433333, "fixed": 0.2})
+    with pytest.raises(ConfigError, match="min_weight_fraction"):
+        resolve_teachers(entries, min_weight_fraction=1.5)

@@ -119,6 +119,7 @@ def _run_object(view: Path, work: Path, profile: str):
 
 def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[str, Any]:
     from cellfuse.pipeline import ensemble_config
+    from ensemble.fusion import FusionParams
     from ensemble.pseudolabel import run_pseudo_label
     from ensemble.quality import pseudo_quality
 
@@ -126,7 +127,8 @@ def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[st
     cfg = ensemble_config(r, teachers)
     out = work / "pseudo_val"
     summary = run_pseudo_label(cfg, view / "test" / "images", out, num_workers=workers)
-    q = pseudo_quality(out, view / "test_labels")
+    fusion = FusionParams.from_dict(cfg.get("fusion"))
+    q = pseudo_quality(out, view / "test_labels", fusion.for_prediction(cfg.get("fusion_predict")))
     q["seconds"] = summary["seconds"]
     return q
 
@@ -177,6 +179,11 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else ("" if x is None else str(x))
 
 
+def _quality_row(what: str, scores: dict[str, Any], note: str) -> str:
+    cells = [what, _fmt(scores.get("f1@0.5")), _fmt(scores.get("f1@0.75")), "", note]
+    return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
 def readme_table(res: dict[str, Any]) -> str:
     """Markdown results table of a benchmark JSON."""
     lines = [
@@ -193,15 +200,23 @@ def readme_table(res: dict[str, Any]) -> str:
         )
     ens = res.get("ensemble", {})
     for name, r in ens.get("teachers", {}).items():
-        lines.append(
-            f"| {name}, val as unlabeled | {_fmt(r.get('f1@0.5'))} | {_fmt(r.get('f1@0.75'))} | | |"
-        )
-    if ens.get("fused"):
-        f = ens["fused"]
-        lines.append(
-            f"| fused pseudo-labels (confident cells) | {_fmt(f.get('f1@0.5'))} | {_fmt(f.get('f1@0.75'))} | | "
-            f"precision {_fmt(f.get('precision@0.5'))}, kept {_fmt(f.get('kept_fraction'))} |"
-        )
+        lines.append(_quality_row(f"{name}, val as unlabeled", r, ""))
+    notes = {
+        "fused": (
+            "fused pseudo-labels (confident cells)",
+            lambda f: (
+                f"precision {_fmt(f.get('precision@0.5'))}, kept {_fmt(f.get('kept_fraction'))}"
+            ),
+        ),
+        "fused_seen": (
+            "fused pseudo-labels vs the true cells outside the ignore mask",
+            lambda f: f"{f.get('true_cells_seen')} of {ens.get('n_true')} true cells",
+        ),
+        "fused_predict": ("fused ensemble as a predictor (`fusion_predict`)", lambda f: ""),
+    }
+    for key, (what, note) in notes.items():
+        if ens.get(key):
+            lines.append(_quality_row(what, ens[key], note(ens[key])))
     sp = res.get("speed", {})
     for r in sp.get("rows", []):
         lines.append(

@@ -8,7 +8,10 @@ Typical use, the val split treated as unlabeled::
 
 Prints (and writes) JSON: F1@0.5/@0.75 and pooled precision/recall of each teacher and of
 the fused labels, the fraction of clusters kept, the ignored pixel fraction and the pixel
-accuracy outside the ignore mask (see ensemble/quality.py).
+accuracy outside the ignore mask, the confident cells scored against the true cells outside
+the ignore mask (``fused_seen``) and, with ``--config CONFIG`` (the pseudo-label config), the
+cached teacher outputs fused again as a predictor with its ``fusion_predict`` parameters
+(``fused_predict``; see ensemble/quality.py).
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("pseudo_dir")
     ap.add_argument("truth_dir")
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--config", help="pseudo-label config: also score its fusion_predict")
     args = ap.parse_args(argv)
-    result = pseudo_quality(args.pseudo_dir, args.truth_dir)
+    predict = None
+    if args.config:
+        from ensemble.fusion import FusionParams
+        from teachers.train import load_config
+
+        cfg = load_config(args.config)
+        predict = FusionParams.from_dict(cfg.get("fusion")).for_prediction(
+            cfg.get("fusion_predict")
+        )
+    result = pseudo_quality(args.pseudo_dir, args.truth_dir, predict)
     return print_json(result, args.json)
 
 

@@ -9,6 +9,12 @@ fusion = dict(
     min_size=10,
     fill_holes=True,
 )
+# The ensemble as a predictor (F1 rows of the evaluate stage and of tools/eval_pseudo.py
+# --config): every cluster with a third of the weighted vote is a cell, none is ignored.
+fusion_predict = dict(tau=0.3, lo=0.3, hi=0.3)
+# A teacher weighted by its val F1 that scores below this fraction of the best weight does
+# not vote (a teacher that failed to train must not lower every other cell's vote).
+min_weight_fraction = 0.5
 refiner = None  # name of a teacher (SAM) prompted with the other teachers' merged cells
 pseudo = dict(
     num_workers=2,
