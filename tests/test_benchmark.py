@@ -68,6 +68,8 @@ def test_readme_table_is_rewritten_between_the_markers(tmp_path):
     assert "as a predictor" not in text  # no fused_predict in this result
     benchmark.update_readme(res, readme)  # idempotent
     assert readme.read_text() == text
+    res["part_commits"] = {"pipeline": "abc", "ensemble": "def"}
+    assert "commit pipeline abc, ensemble def," in benchmark.readme_table(res)
     readme.write_text("no markers")
     with pytest.raises(LayoutError, match="markers"):
         benchmark.update_readme(res, readme)

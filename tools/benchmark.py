@@ -179,6 +179,14 @@ def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else ("" if x is None else str(x))
 
 
+def _commits(res: dict[str, Any]) -> str:
+    """``abc`` when every part ran at one commit, else ``pipeline abc, ensemble def``."""
+    parts = res.get("part_commits") or {}
+    if len(set(parts.values())) <= 1:
+        return str(res.get("commit"))
+    return ", ".join(f"{p} {c}" for p, c in parts.items())
+
+
 def _quality_row(what: str, scores: dict[str, Any], note: str) -> str:
     cells = [what, _fmt(scores.get("f1@0.5")), _fmt(scores.get("f1@0.75")), "", note]
     return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
@@ -187,7 +195,7 @@ def _quality_row(what: str, scores: dict[str, Any], note: str) -> str:
 def readme_table(res: dict[str, Any]) -> str:
     """Markdown results table of a benchmark JSON."""
     lines = [
-        f"Benchmark `{res.get('file', '')}` ({res.get('date')}, commit {res.get('commit')}, "
+        f"Benchmark `{res.get('file', '')}` ({res.get('date')}, commit {_commits(res)}, "
         f"{res.get('cpus')} CPUs; `python tools/benchmark.py`):",
         "",
         "| what | F1@0.5 | F1@0.75 | s/Mpx | note |",
@@ -284,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("part %s", part)
         res[part] = runners[part]()
         res.setdefault("part_seconds", {})[part] = round(time.time() - t0, 1)
+        res.setdefault("part_commits", {})[part] = res[
+            "commit"
+        ]  # parts may run at different commits
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(res, indent=2, default=str) + "\n")  # after every part
     if args.readme:
