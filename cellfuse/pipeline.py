@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,9 +79,16 @@ class Run:
         p = self.stage_dir / f"{stage}.json"
         return json.loads(p.read_text()) if p.exists() else None
 
-    def stage(self, name: str, key_parts: Any, fn: Callable[[], dict]) -> dict:
-        """Run ``fn`` unless the stage's record holds the same key; record its result."""
-        from cellfuse.io import atomic_write
+    def stage(
+        self, name: str, key_parts: Any, fn: Callable[[], dict], work: Path | None = None
+    ) -> dict:
+        """Run ``fn`` unless the stage's record holds the same key; record its result.
+
+        ``work``: the stage's own folder, where ``fn`` resumes from a checkpoint it left. It
+        is only resumed by the same stage key: a folder left by a run under other inputs or
+        config is moved aside to ``<work>.stale`` first, so a changed config trains afresh.
+        """
+        from cellfuse.io import atomic_write, atomic_write_text
 
         key = _sha1([name, key_parts])
         rec = self.record(name)
@@ -88,6 +96,18 @@ class Run:
             log.info("stage %s: up to date, skipped", name)
             self.records[name] = rec
             return rec
+        started = self.stage_dir / f"{name}.started"
+        if work is not None and work.exists():
+            before = started.read_text().strip() if started.exists() else None
+            if before is None and rec is not None:
+                before = rec.get("key")
+            if before is not None and before != key:
+                stale = work.with_name(work.name + ".stale")
+                shutil.rmtree(stale, ignore_errors=True)
+                work.rename(stale)
+                log.warning("stage %s: inputs or config changed; old work moved to %s", name, stale)
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(started, key + "\n")
         log.info("stage %s: running", name)
         t0 = time.time()
         result = fn()
@@ -132,7 +152,7 @@ def train_teachers(run: Run) -> dict:
             ckpt = train_teacher(cfg, work, resume=resume)
             return json.loads((work / "result.json").read_text()) | {"checkpoint": str(ckpt)}
 
-        out[name] = run.stage(f"teacher_{name}", key, fit)
+        out[name] = run.stage(f"teacher_{name}", key, fit, work=work)
     return out
 
 
@@ -229,7 +249,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
             res = work / "result.json"
             return (json.loads(res.read_text()) if res.exists() else {}) | {"checkpoint": str(ckpt)}
 
-        out[name] = run.stage(name, key, fn)
+        out[name] = run.stage(name, key, fn, work=work)
     return out
 
 

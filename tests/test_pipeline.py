@@ -158,3 +158,30 @@ def test_the_student_with_the_higher_val_f1_is_shipped():
     ) == ("student")  # a tie goes to the distilled student
     assert choose_student({"student": {}, "student_labeled_only": {}}) == "student"
     assert choose_student({"student": distilled}) == "student"
+
+
+def test_a_stage_resumes_only_its_own_interrupted_work(tmp_path):
+    from cellfuse.pipeline import Run
+
+    r = Run(tmp_path / "in", tmp_path / "work", "demo", {})
+    work = tmp_path / "work" / "student"
+    seen = []
+
+    def crash():
+        seen.append((work / "last.pth").exists())
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "last.pth").write_text("half-trained")
+        raise RuntimeError("killed")
+
+    def finish():
+        seen.append((work / "last.pth").exists())
+        return {"done": True}
+
+    with pytest.raises(RuntimeError):
+        r.stage("student", ["config A"], crash, work=work)
+    assert r.stage("student", ["config A"], finish, work=work)["done"]  # same key: resumes
+    assert seen == [False, True]
+    # A changed config trains afresh: the old folder is moved aside, not resumed.
+    assert r.stage("student", ["config B"], finish, work=work)["done"]
+    assert seen == [False, True, False]
+    assert (tmp_path / "work" / "student.stale" / "last.pth").read_text() == "half-trained"
