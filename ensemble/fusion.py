@@ -86,6 +86,13 @@ class FusionParams:
     def from_dict(cls, d: Mapping | None) -> FusionParams:
         return dataclass_from_dict(cls, d, "fusion")
 
+    @classmethod
+    def from_config(cls, cfg: Mapping, predict: bool = False) -> FusionParams:
+        """A pseudo-label config's ``fusion``; with ``predict``, plus its ``fusion_predict``
+        overrides (the ensemble as a predictor, see :meth:`for_prediction`)."""
+        params = cls.from_dict(cfg.get("fusion"))
+        return params.for_prediction(cfg.get("fusion_predict")) if predict else params
+
     def for_prediction(self, overrides: Mapping | None) -> FusionParams:
         """These parameters with the config's ``fusion_predict`` overrides: the ensemble used
         as a predictor (every cell with enough vote), not as a pseudo-labeller (only the

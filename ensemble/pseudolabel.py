@@ -47,10 +47,10 @@ from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
 from ensemble.spec import (
     TeacherSpec,
     config_hash,
+    config_teachers,
     plain,
     read_val_f1,
     resolve_teachers,
-    teacher_entries,
 )
 from ensemble.worker import PseudoLabeler
 
@@ -137,13 +137,8 @@ def run_pseudo_label(
     opts = RunOptions.from_dict(cfg.get("pseudo"))
     if num_workers is not None:
         opts.num_workers = num_workers
-    fusion = FusionParams.from_dict(plain(cfg.get("fusion")))
-    specs = resolve_teachers(
-        teacher_entries(cfg),
-        opts.custom_teachers,
-        cfg.get("refiner"),
-        min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
-    )
+    fusion = FusionParams.from_config(cfg)
+    specs = config_teachers(cfg, opts.custom_teachers)
     refiner = cfg.get("refiner")
     if refiner is not None and refiner not in {s.name for s in specs}:
         raise ConfigError(

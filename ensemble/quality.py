@@ -78,17 +78,19 @@ def seen_truth(truth: np.ndarray, ignore: np.ndarray, frac: float = 0.5) -> np.n
 
 def refuse_cached(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray | None:
     """Fuse one image's cached teacher outputs again (weights from its manifest ``entry``);
-    None when a teacher's cache is missing."""
+    None when a teacher's cache is missing or unreadable."""
     from ensemble.fusion import fuse
+    from ensemble.worker import cache_files
 
     preds, weights = [], []
     for name, t in (entry.get("teachers") or {}).items():
-        folder = pseudo_dir / "cache" / name
-        lab, meta = folder / f"{entry['id']}_label.tiff", folder / f"{entry['id']}_scores.json"
-        if not (lab.is_file() and meta.is_file()):
+        lab, meta = cache_files(pseudo_dir, name, entry["id"])
+        try:
+            scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
+            preds.append(Instances(read_labels(lab), scores))
+        except (OSError, ValueError, KeyError, CellfuseError) as exc:
+            logger.warning("%s: cannot re-fuse, cache of %s: %s", entry["id"], name, exc)
             return None
-        scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
-        preds.append(Instances(read_labels(lab), scores))
         weights.append(float(t["weight"]))
     return fuse(preds, weights, params).instances.labels if preds else None
 
@@ -149,7 +151,11 @@ def pseudo_quality(
                 clusters += int(stats.get("clusters", 0))
                 confident += int(stats.get("confident", 0))
             ign_path = pseudo_dir / f"{iid}_ignore.tiff"
-            ign = read_labels(ign_path) > 0 if ign_path.is_file() else np.zeros(t.shape, bool)
+            ign = (
+                read_labels(ign_path, shape=t.shape) > 0
+                if ign_path.is_file()
+                else np.zeros(t.shape, bool)
+            )
             t_seen = seen_truth(t, ign)
             n_seen += int(np.unique(t_seen[t_seen > 0]).size)
             seen.append(evaluate_image(t_seen, p, THRESHOLDS)["scores"])

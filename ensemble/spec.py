@@ -155,6 +155,17 @@ def teacher_entries(cfg: Mapping) -> list:
     return list(cfg.get("teachers") or []) + list(cfg.get("extra_teachers") or [])
 
 
+def config_teachers(cfg: Mapping, custom_teachers: Mapping | None = None) -> list[TeacherSpec]:
+    """The resolved teachers of a pseudo-label config: its ``teachers`` + ``extra_teachers``,
+    its ``refiner`` and its ``min_weight_fraction`` (see :func:`resolve_teachers`)."""
+    return resolve_teachers(
+        teacher_entries(cfg),
+        custom_teachers,
+        cfg.get("refiner"),
+        min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
+    )
+
+
 def resolve_teachers(
     entries: Sequence[Mapping],
     custom_teachers: Mapping | None = None,

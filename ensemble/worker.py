@@ -24,6 +24,12 @@ from ensemble.spec import TeacherSpec, sha1_text
 logger = logging.getLogger(__name__)
 
 
+def cache_files(out_dir: Path, teacher: str, image_id: str) -> tuple[Path, Path]:
+    """A teacher's cached output of one image: ``(label TIFF, scores JSON)``."""
+    folder = out_dir / "cache" / teacher
+    return folder / f"{image_id}_label.tiff", folder / f"{image_id}_scores.json"
+
+
 class PseudoLabeler:
     """Loads every teacher once and pseudo-labels images one at a time.
 
@@ -80,23 +86,16 @@ class PseudoLabeler:
         """The ensemble of a pseudo-label config loaded in this process, without the teacher
         cache: for scoring and timing it next to other models (:meth:`predict_teachers`,
         :meth:`fuse`), not for writing pseudo-labels."""
-        from ensemble.spec import resolve_teachers, teacher_entries
+        from ensemble.spec import config_teachers
 
-        refiner = cfg.get("refiner")
-        specs = resolve_teachers(
-            teacher_entries(cfg),
-            refiner=refiner,
-            min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
-        )
-        fusion = FusionParams.from_dict(cfg.get("fusion"))
         return cls(
-            specs,
-            fusion,
+            config_teachers(cfg),
+            FusionParams.from_config(cfg),
             out_dir,
-            refiner=refiner,
+            refiner=cfg.get("refiner"),
             cache_teachers=False,
             threads=threads,
-            fusion_predict=fusion.for_prediction(cfg.get("fusion_predict")),
+            fusion_predict=FusionParams.from_config(cfg, predict=True),
         )
 
     def fuse(self, preds: Sequence[Instances], predict: bool = False) -> FusionResult:
@@ -192,8 +191,7 @@ class PseudoLabeler:
     def _cached(self, spec: TeacherSpec, key: str, image_id: str, sha1: str, compute) -> Instances:
         from cellfuse.io import atomic_write_text, read_labels, write_labels
 
-        folder = self.out_dir / "cache" / spec.name
-        lab_path, meta_path = folder / f"{image_id}_label.tiff", folder / f"{image_id}_scores.json"
+        lab_path, meta_path = cache_files(self.out_dir, spec.name, image_id)
         if self.cache_teachers and lab_path.is_file() and meta_path.is_file():
             try:
                 meta = json.loads(meta_path.read_text())

@@ -96,6 +96,13 @@ def test_predictor_row_reports_a_missing_teacher_cache(tmp_path):
     assert q["fused_predict"]["f1@0.5"] == 0.0
 
 
+def test_predictor_row_treats_an_unreadable_teacher_cache_as_missing(tmp_path):
+    out, truth = _pseudo_folder(tmp_path)
+    (out / "cache" / "one" / "img_label.tiff").write_bytes(b"not a tiff")
+    q = pseudo_quality(out, truth, FusionParams())
+    assert q["missing"] == {"fused_predict": 1, "one": 1}
+
+
 def test_for_prediction_overrides_and_rejects_unknown_keys():
     base = FusionParams(tau=0.5, lo=0.25, hi=0.6, iou_thr=0.4)
     p = base.for_prediction(dict(tau=0.3, lo=0.3, hi=0.3))

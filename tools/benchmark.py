@@ -127,8 +127,7 @@ def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[st
     cfg = ensemble_config(r, teachers)
     out = work / "pseudo_val"
     summary = run_pseudo_label(cfg, view / "test" / "images", out, num_workers=workers)
-    fusion = FusionParams.from_dict(cfg.get("fusion"))
-    q = pseudo_quality(out, view / "test_labels", fusion.for_prediction(cfg.get("fusion_predict")))
+    q = pseudo_quality(out, view / "test_labels", FusionParams.from_config(cfg, predict=True))
     q["seconds"] = summary["seconds"]
     return q
 

@@ -40,10 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from ensemble.fusion import FusionParams
         from teachers.train import load_config
 
-        cfg = load_config(args.config)
-        predict = FusionParams.from_dict(cfg.get("fusion")).for_prediction(
-            cfg.get("fusion_predict")
-        )
+        predict = FusionParams.from_config(load_config(args.config), predict=True)
     result = pseudo_quality(args.pseudo_dir, args.truth_dir, predict)
     return print_json(result, args.json)
 
