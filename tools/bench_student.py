@@ -68,7 +68,8 @@ def ensemble_predictor(config: str, threads: int, out_dir: str):
     labeler = PseudoLabeler.from_config(load_config(config), out_dir, threads=threads)
 
     def predict(image):
-        return labeler.fuse(labeler.predict_teachers(image, "bench", "-")).instances
+        preds = labeler.predict_teachers(image, "bench", "-")
+        return labeler.fuse(preds, predict=True).instances  # as the evaluate stage scores it
 
     return predict
 
