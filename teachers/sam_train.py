@@ -191,7 +191,7 @@ def sample_prompts(
     if box:
         from cellfuse.instances import bboxes
 
-        bb = bboxes(lab, int(lab.max()))[chosen].astype(np.float64)  # y0 x0 y1 x1
+        bb = bboxes(lab, int(lab.max()))[chosen - 1].astype(np.float64)  # y0 x0 y1 x1
         side = np.repeat(np.stack([bb[:, 2] - bb[:, 0], bb[:, 3] - bb[:, 1]], 1), 2, 1)[
             :, [0, 2, 1, 3]
         ]

@@ -319,3 +319,18 @@ def test_demo_config_trains_end_to_end(tmp_path):
     result = json.loads((tmp_path / "work" / "result.json").read_text())
     assert ckpt.is_file() and result["type"] == "sam"
     assert 0.0 <= result["val_metrics"]["f1_50"] <= 1.0
+
+
+def test_box_prompts_frame_the_prompted_cell():
+    """Training boxes belong to the prompted cell (label i's box is row i - 1 of bboxes)."""
+    from teachers.sam_train import sample_prompts
+
+    lab = np.zeros((64, 64), np.int32)
+    lab[2:10, 3:12] = 1
+    lab[30:50, 20:28] = 2
+    lab[40:44, 50:62] = 3
+    out = sample_prompts(lab, 3, np.random.default_rng(0), img_size=64, box=True, neg_points=0)
+    for box, mask in zip(out["boxes"].numpy(), out["masks"].numpy()):
+        yy, xx = np.nonzero(mask)
+        true = np.array([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1], np.float32)
+        assert np.abs(box - true).max() < 4.0  # noise: std 10 % of a side
