@@ -14,7 +14,8 @@ only what differs:
   inside a cell, 1 on background, 0 on the ignore mask (times ``pseudo_weight``); 0 outside
   the image in crops that reach past it;
 - the sampling: a crop comes from a labeled image with probability ``labeled_fraction``
-  (within each group, the teacher's modality oversampling and size weighting);
+  (within each group, the teacher's modality oversampling and size weighting); with
+  ``finetune_fraction`` the last part of the budget draws labeled crops only;
 - the loss: the teacher's (flow MSE / 2 + BCE) weighted per pixel, normalised by the pixel
   count so that weights keep their meaning across batches;
 - validation and inference go through :class:`student.predictor.StudentPredictor`, the
@@ -129,6 +130,9 @@ class StudentTrainer(FlowUNetTeacher):
         labeled_weight: loss weight of labeled pixels.
         pseudo_weight: multiplier of the pseudo-label weight map.
         labeled_fraction: probability that a crop comes from a labeled image.
+        finetune_fraction: the last fraction of the budget draws labeled crops only: the
+            pseudo-labels pre-train, the labels fine-tune (the student ends on the truth's
+            conventions, not the teachers'). 0 = mix throughout.
         max_pseudo: use at most this many pseudo-labeled images (None: all).
         postprocess: :class:`student.postprocess.PostProcess` fields.
         batch: tiles per network call at inference.
@@ -147,6 +151,7 @@ class StudentTrainer(FlowUNetTeacher):
         labeled_weight: float = 2.0,
         pseudo_weight: float = 1.0,
         labeled_fraction: float = 0.5,
+        finetune_fraction: float = 0.0,
         max_pseudo: int | None = None,
         postprocess: dict[str, Any] | None = None,
         batch: int = 4,
@@ -157,6 +162,8 @@ class StudentTrainer(FlowUNetTeacher):
             raise ConfigError(f"unknown student variant {variant!r}; known: {sorted(VARIANTS)}")
         if not 0.0 < labeled_fraction <= 1.0:
             raise ConfigError(f"labeled_fraction must be in (0, 1], got {labeled_fraction}")
+        if not 0.0 <= finetune_fraction < 1.0:
+            raise ConfigError(f"finetune_fraction must be in [0, 1), got {finetune_fraction}")
         self.pp = PostProcess.from_dict(postprocess)
         super().__init__(
             prob_threshold=self.pp.prob_threshold,
@@ -172,6 +179,7 @@ class StudentTrainer(FlowUNetTeacher):
         self.labeled_weight = float(labeled_weight)
         self.pseudo_weight = float(pseudo_weight)
         self.labeled_fraction = float(labeled_fraction)
+        self.finetune_fraction = float(finetune_fraction)
         self.max_pseudo = max_pseudo
         self.infer_batch = int(batch)
 
@@ -296,16 +304,27 @@ class StudentTrainer(FlowUNetTeacher):
         log.info("student: %d labeled + %d pseudo-labeled images", len(samples), len(items))
         return data
 
-    def sampling_weights(self, data: list[dict[str, Any]]) -> np.ndarray:
-        """The teacher's per-image weights within each source, mixed by ``labeled_fraction``."""
+    def sampling_weights(
+        self, data: list[dict[str, Any]], labeled_fraction: float | None = None
+    ) -> np.ndarray:
+        """The teacher's per-image weights within each source, mixed by ``labeled_fraction``
+        (default: the trainer's)."""
+        frac = self.labeled_fraction if labeled_fraction is None else labeled_fraction
         w = np.zeros(len(data), np.float64)
-        groups = {"labeled": self.labeled_fraction, "pseudo": 1.0 - self.labeled_fraction}
+        groups = {"labeled": frac, "pseudo": 1.0 - frac}
         present = {s for s in groups if any(d["source"] == s for d in data)}
         for src in present:
             idx = [i for i, d in enumerate(data) if d["source"] == src]
             share = groups[src] if len(present) > 1 else 1.0
             w[idx] = super().sampling_weights([data[i] for i in idx]) * share
         return w / w.sum()
+
+    def sampling_schedule(self, data: list[dict[str, Any]]) -> list[tuple[float, np.ndarray]]:
+        """Mixed crops, then (``finetune_fraction``) labeled crops only."""
+        mixed = [(0.0, self.sampling_weights(data))]
+        if self.finetune_fraction <= 0 or not any(d["source"] == "labeled" for d in data):
+            return mixed
+        return mixed + [(1.0 - self.finetune_fraction, self.sampling_weights(data, 1.0))]
 
     def make_batch(
         self, data: list[dict[str, Any]], weights: np.ndarray, rng: np.random.Generator

@@ -421,6 +421,11 @@ class FlowUNetTeacher(Teacher):
         w = np.asarray(w, np.float64)
         return w / w.sum()
 
+    def sampling_schedule(self, data: list[dict[str, Any]]) -> list[tuple[float, np.ndarray]]:
+        """Phases of training as ``(start progress in [0, 1), per-image probabilities)``,
+        in order; the teacher samples one way throughout."""
+        return [(0.0, self.sampling_weights(data))]
+
     def make_batch(
         self, data: list[dict[str, Any]], weights: np.ndarray, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -469,7 +474,7 @@ class FlowUNetTeacher(Teacher):
         best_path, last_path = work_dir / "best.pth", work_dir / "last.pth"
         t_start = time.time()
         data = self.prepare_data(train, work_dir / "cache")
-        weights = self.sampling_weights(data)
+        schedule = self.sampling_schedule(data)
         mods = {m: sum(d["modality"] == m for d in data) for m in DEFAULT_OVERSAMPLE}
         log.info(
             "flowunet: %d training images %s, targets ready in %.0f s",
@@ -525,6 +530,7 @@ class FlowUNetTeacher(Teacher):
                 lr = self.lr_at(progress())
                 for g in opt.param_groups:
                     g["lr"] = lr
+                weights = next(w for start, w in reversed(schedule) if progress() >= start)
                 x, y = self.make_batch(data, weights, rng)
                 x, y = x.to(self.device), y.to(self.device)
                 loss = self.loss(self.net(x), y)

@@ -212,6 +212,15 @@ def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
     assert abs(w[[d["source"] == "labeled" for d in data]].sum() - 0.5) < 1e-9
     _, y = trainer.make_batch(data, w, np.random.default_rng(0))
     assert y.shape == (2, 4, 64, 64)
+    # fine-tuning: the last 30 % of the budget draws labeled crops only
+    (start0, mixed), = trainer.sampling_schedule(data)
+    assert start0 == 0.0 and np.array_equal(mixed, w)
+    ft = StudentTrainer(**{**kw, "finetune_fraction": 0.3})
+    (_, w0), (start1, w1) = ft.sampling_schedule(data)
+    assert np.array_equal(w0, w) and start1 == pytest.approx(0.7)
+    assert w1[[d["source"] == "pseudo" for d in data]].sum() == 0 and w1.sum() == pytest.approx(1)
+    with pytest.raises(ConfigError, match="finetune_fraction"):
+        StudentTrainer(**{**kw, "finetune_fraction": 1.0})
     # resume continues from last.pth; a fresh trainer reloads the best checkpoint
     again = StudentTrainer(**{**kw, "train_minutes": 0.06})
     again.fit(train, val, tmp_path / "w", resume=True)
