@@ -35,6 +35,9 @@ class TeacherSpec:
         checkpoint: absolute checkpoint path, or None for teachers without weights.
         checkpoint_sha1: SHA-1 of the checkpoint file ("" without one).
         weight: voting weight (>= 0).
+        view: a test-time view (:mod:`cellfuse.views`) the teacher predicts in, or None.
+        source: name of the spec whose loaded model this one runs (a view of that teacher),
+            or None for its own.
     """
 
     name: str
@@ -42,11 +45,19 @@ class TeacherSpec:
     checkpoint: str | None
     checkpoint_sha1: str
     weight: float
+    view: str | None = None
+    source: str | None = None
 
     @property
     def key(self) -> str:
-        """Hash of what determines this teacher's predictions (config + weights)."""
-        return sha1_text(json.dumps([self.cfg, self.checkpoint_sha1], sort_keys=True, default=str))
+        """Hash of what determines this teacher's predictions (config + weights + view)."""
+        what = [self.cfg, self.checkpoint_sha1] + ([self.view] if self.view else [])
+        return sha1_text(json.dumps(what, sort_keys=True, default=str))
+
+    @property
+    def model(self) -> str:
+        """Name of the loaded model this spec runs."""
+        return self.source or self.name
 
 
 def file_sha1(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -178,7 +189,9 @@ def resolve_teachers(
     key is used); ``checkpoint`` (a file, a training work dir holding ``result.json``, or
     None); ``weight`` (a number, or ``"val_f1"``, the default when a checkpoint is given; 1.0
     otherwise); ``optional`` (leave the teacher out, with a warning, when its checkpoint is
-    missing).
+    missing); ``views`` (test-time views from :data:`cellfuse.views.VIEWS`, e.g.
+    ``["hflip", "vflip", "rot180"]``: the teacher also votes in each of them, as specs named
+    ``<name>@<view>`` that run its model; its weight is shared equally by its views).
 
     The ``refiner`` (SAM) is validated with the true cells as prompts, an upper bound that
     does not compare with the other teachers' val F1; with ``weight="val_f1"`` it therefore
@@ -203,12 +216,12 @@ def resolve_teachers(
     from_val: set[str] = set()
     for i, raw in enumerate(entries):
         e = plain(raw)
-        unknown = set(e) - {"name", "cfg", "checkpoint", "weight", "optional"}
+        unknown = set(e) - {"name", "cfg", "checkpoint", "weight", "optional", "views"}
         if unknown:
             raise ConfigError(f"teacher {i}: unknown keys {sorted(unknown)}")
         name = e.get("name")
-        if not name or name in names:
-            raise ConfigError(f"teacher {i}: needs a unique 'name', got {name!r}")
+        if not name or name in names or "@" in str(name):
+            raise ConfigError(f"teacher {i}: needs a unique 'name' without '@', got {name!r}")
         names.add(name)
         ckpt = None
         if e.get("checkpoint") is not None:
@@ -266,7 +279,31 @@ def resolve_teachers(
             logger.info(
                 "refiner %r votes with the prompting teachers' mean weight %.3f", refiner, mean
             )
-    return specs
+    return _expand_views(specs, by_name, refiner)
+
+
+def _expand_views(
+    specs: list[TeacherSpec], entries: Mapping[str, Mapping], refiner: str | None
+) -> list[TeacherSpec]:
+    """Each teacher with ``views`` becomes one spec per view (itself first), sharing its
+    weight equally; weights are settled before, so a teacher counts once for
+    ``min_weight_fraction`` and for the refiner's mean."""
+    from cellfuse.views import check_view
+
+    out: list[TeacherSpec] = []
+    for s in specs:
+        views = list(entries[s.name].get("views") or [])
+        for v in views:
+            check_view(v)
+        views = [v for v in dict.fromkeys(views) if v != "identity"]
+        if views and s.name == refiner:
+            raise ConfigError(f"teacher {s.name!r}: the refiner cannot have views")
+        share = s.weight / (1 + len(views))
+        out.append(replace(s, weight=share))
+        out += [
+            replace(s, name=f"{s.name}@{v}", weight=share, view=v, source=s.name) for v in views
+        ]
+    return out
 
 
 def config_hash(

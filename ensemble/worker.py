@@ -72,6 +72,8 @@ class PseudoLabeler:
         self.save_votes = save_votes
         self.models: dict[str, Any] = {}
         for s in self.specs:
+            if s.source is not None:  # a view of another spec's model
+                continue
             if s.checkpoint is None:
                 self.models[s.name] = teachers.build_teacher(s.cfg)
             else:
@@ -161,7 +163,7 @@ class PseudoLabeler:
         for s in others:
             t0 = time.perf_counter()
             preds[s.name] = self._cached(
-                s, s.key, image_id, sha1, lambda s=s: self.models[s.name].predict(image)
+                s, s.key, image_id, sha1, lambda s=s: self._predict(s, image)
             )
             if timings is not None:
                 timings[s.name] = timings.get(s.name, 0.0) + time.perf_counter() - t0
@@ -187,6 +189,16 @@ class PseudoLabeler:
                     f"{image_id}: teacher {name!r} returned {p.shape}, image is {shape}"
                 )
         return [preds[s.name] for s in self.specs]
+
+    def _predict(self, spec: TeacherSpec, image: np.ndarray) -> Instances:
+        """One teacher's cells, predicted in the spec's view and mapped back."""
+        model = self.models[spec.model]
+        if spec.view is None:
+            return model.predict(image)
+        from cellfuse.views import from_view, to_view
+
+        inst = model.predict(to_view(image, spec.view))
+        return Instances(from_view(inst.labels, spec.view), inst.scores)
 
     def _cached(self, spec: TeacherSpec, key: str, image_id: str, sha1: str, compute) -> Instances:
         from cellfuse.io import atomic_write_text, read_labels, write_labels

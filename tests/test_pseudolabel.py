@@ -354,3 +354,54 @@ def test_a_teacher_far_below_the_best_does_not_vote_or_weigh_on_the_refiner(tmp_
     assert w == pytest.approx({"good": 0.8, "weak": 0.3, "r": 0.433333, "fixed": 0.2})
     with pytest.raises(ConfigError, match="min_weight_fraction"):
         resolve_teachers(entries, min_weight_fraction=1.5)
+
+
+def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
+    """Every view's inverse undoes it (HxWxC images, HxW labels); a teacher with views becomes
+    one spec per view sharing its weight, run on the transformed image and mapped back."""
+    from cellfuse.errors import ConfigError
+    from cellfuse.views import VIEWS, from_view, to_view
+    from ensemble.fusion import FusionParams
+    from ensemble.spec import resolve_teachers
+    from ensemble.worker import PseudoLabeler
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    for v in VIEWS:
+        seen = to_view(img, v)
+        assert seen.flags.c_contiguous and sorted(seen.shape[:2]) == [5, 7]
+        assert np.array_equal(from_view(seen[..., 0], v), img[..., 0]), v
+    assert len({to_view(img, v).tobytes() for v in VIEWS}) == 8  # eight different views
+
+    classical = dict(type="classical", sigma=1.0, min_distance=7)
+    entries = [
+        dict(name="a", cfg=classical, weight=0.9, views=["hflip", "rot90", "identity"]),
+        dict(name="b", cfg=classical, weight=0.6),
+    ]
+    specs = resolve_teachers(entries)
+    assert [(s.name, s.view, s.model) for s in specs] == [
+        ("a", None, "a"),
+        ("a@hflip", "hflip", "a"),
+        ("a@rot90", "rot90", "a"),
+        ("b", None, "b"),
+    ]
+    assert [s.weight for s in specs] == pytest.approx([0.3, 0.3, 0.3, 0.6])
+    assert len({s.key for s in specs[:3]}) == 3  # each view has its own cache key
+    with pytest.raises(ConfigError, match="unknown view"):
+        resolve_teachers([dict(name="a", cfg=classical, views=["rot45"])])
+    with pytest.raises(ConfigError, match="refiner cannot have views"):
+        resolve_teachers([*entries, dict(name="r", cfg=classical, views=["hflip"])], refiner="r")
+    with pytest.raises(ConfigError, match="without '@'"):
+        resolve_teachers([dict(name="a@b", cfg=classical)])
+
+    # the worker loads one model per teacher and predicts each view in its own frame
+    image = read_image(sorted((ROOT / "data" / "demo" / "train" / "images").iterdir())[0])
+    labeler = PseudoLabeler(specs, FusionParams(), str(tmp_path))
+    assert sorted(labeler.models) == ["a", "b"]
+    preds = labeler.predict_teachers(image, "x", "sha")
+    model = labeler.models["a"]
+    for s, p in zip(specs[:3], preds[:3], strict=True):
+        want = model.predict(image) if s.view is None else model.predict(to_view(image, s.view))
+        want_labels = want.labels if s.view is None else from_view(want.labels, s.view)
+        assert np.array_equal(p.labels, want_labels) and p.shape == image.shape[:2]
+    assert (tmp_path / "cache" / "a@rot90" / "x_label.tiff").is_file()
