@@ -168,12 +168,13 @@ def teacher_entries(cfg: Mapping) -> list:
 
 def config_teachers(cfg: Mapping, custom_teachers: Mapping | None = None) -> list[TeacherSpec]:
     """The resolved teachers of a pseudo-label config: its ``teachers`` + ``extra_teachers``,
-    its ``refiner`` and its ``min_weight_fraction`` (see :func:`resolve_teachers`)."""
+    its ``refiner``, ``min_weight_fraction`` and ``views`` (see :func:`resolve_teachers`)."""
     return resolve_teachers(
         teacher_entries(cfg),
         custom_teachers,
         cfg.get("refiner"),
         min_weight_fraction=cfg.get("min_weight_fraction", 0.5),
+        views=cfg.get("views"),
     )
 
 
@@ -182,6 +183,7 @@ def resolve_teachers(
     custom_teachers: Mapping | None = None,
     refiner: str | None = None,
     min_weight_fraction: float = 0.5,
+    views: Sequence[str] | None = None,
 ) -> list[TeacherSpec]:
     """Config ``teachers`` list -> specs with absolute paths, checkpoint hashes and weights.
 
@@ -192,6 +194,7 @@ def resolve_teachers(
     missing); ``views`` (test-time views from :data:`cellfuse.views.VIEWS`, e.g.
     ``["hflip", "vflip", "rot180"]``: the teacher also votes in each of them, as specs named
     ``<name>@<view>`` that run its model; its weight is shared equally by its views).
+    ``views`` given here is the default of every entry without its own, except the refiner's.
 
     The ``refiner`` (SAM) is validated with the true cells as prompts, an upper bound that
     does not compare with the other teachers' val F1; with ``weight="val_f1"`` it therefore
@@ -279,11 +282,14 @@ def resolve_teachers(
             logger.info(
                 "refiner %r votes with the prompting teachers' mean weight %.3f", refiner, mean
             )
-    return _expand_views(specs, by_name, refiner)
+    return _expand_views(specs, by_name, refiner, views)
 
 
 def _expand_views(
-    specs: list[TeacherSpec], entries: Mapping[str, Mapping], refiner: str | None
+    specs: list[TeacherSpec],
+    entries: Mapping[str, Mapping],
+    refiner: str | None,
+    default: Sequence[str] | None,
 ) -> list[TeacherSpec]:
     """Each teacher with ``views`` becomes one spec per view (itself first), sharing its
     weight equally; weights are settled before, so a teacher counts once for
@@ -292,7 +298,8 @@ def _expand_views(
 
     out: list[TeacherSpec] = []
     for s in specs:
-        views = list(entries[s.name].get("views") or [])
+        own = entries[s.name].get("views")
+        views = list(own if own is not None else (default or []) if s.name != refiner else [])
         for v in views:
             check_view(v)
         views = [v for v in dict.fromkeys(views) if v != "identity"]

@@ -387,6 +387,14 @@ def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
     ]
     assert [s.weight for s in specs] == pytest.approx([0.3, 0.3, 0.3, 0.6])
     assert len({s.key for s in specs[:3]}) == 3  # each view has its own cache key
+    # a config-wide default: every teacher but the refiner, unless an entry names its own
+    names = [s.name for s in resolve_teachers([*entries[1:], entries[0]], views=["vflip"])]
+    assert names == ["b", "b@vflip", "a", "a@hflip", "a@rot90"]
+    both = [*entries, dict(name="r", cfg=classical)]
+    assert [s.name for s in resolve_teachers(both, refiner="r", views=["vflip"])][-2:] == [
+        "b@vflip",
+        "r",
+    ]
     with pytest.raises(ConfigError, match="unknown view"):
         resolve_teachers([dict(name="a", cfg=classical, views=["rot45"])])
     with pytest.raises(ConfigError, match="refiner cannot have views"):

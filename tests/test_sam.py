@@ -330,7 +330,7 @@ def test_box_prompts_frame_the_prompted_cell():
     lab[30:50, 20:28] = 2
     lab[40:44, 50:62] = 3
     out = sample_prompts(lab, 3, np.random.default_rng(0), img_size=64, box=True, neg_points=0)
-    for box, mask in zip(out["boxes"].numpy(), out["masks"].numpy()):
+    for box, mask in zip(out["boxes"].numpy(), out["masks"].numpy(), strict=True):
         yy, xx = np.nonzero(mask)
         true = np.array([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1], np.float32)
         assert np.abs(box - true).max() < 4.0  # noise: std 10 % of a side
