@@ -79,6 +79,11 @@ class Run:
         p = self.stage_dir / f"{stage}.json"
         return json.loads(p.read_text()) if p.exists() else None
 
+    def is_current(self, name: str, key_parts: Any) -> bool:
+        """Whether stage ``name`` is recorded under this key (:meth:`stage` would skip it)."""
+        rec = self.record(name)
+        return rec is not None and rec.get("key") == _sha1([name, key_parts])
+
     def stage(
         self, name: str, key_parts: Any, fn: Callable[[], dict], work: Path | None = None
     ) -> dict:
@@ -227,30 +232,65 @@ def pseudo_label(run: Run, teachers: dict) -> dict:
 
 
 def distill_students(run: Run, pseudo: dict) -> dict:
-    """The distilled student (labels + pseudo-labels) and, for the ablation, the labeled-only one."""
+    """The distilled student (labels + pseudo-labels) and, for the ablation, the labeled-only one.
+
+    When both have to train (and ``parallel_students`` is on, the default), they train side
+    by side, each in a child process that dies with this one (its log: ``<work>/train.log``),
+    so single-threaded students use both cores of a 2-core machine.
+    """
     from student.distill import distill
 
     variants = {"student": str(run.work_dir / "pseudo")}
     if run.cfg.get("ablation", True):
         variants["student_labeled_only"] = None
-    out = {}
+    stages = []
     for name, pseudo_dir in variants.items():
         opts = {**(run.cfg.get("student_options") or {}), "student.pseudo": pseudo_dir}
         cfg = _stage_config(run.cfg.student, run, opts)
-        work = run.work_dir / name
         key = [
             cfg.pretty_text,
             folder_signature(run.input_dir / "train" / "labels"),
             pseudo.get("key") if pseudo_dir else None,  # the ablation does not read them
         ]
+        stages.append((name, key, cfg, run.work_dir / name))
+    todo = [s for s in stages if not run.is_current(s[0], s[1])]
+    parallel = len(todo) > 1 and run.cfg.get("parallel_students", True)
 
-        def fn(cfg=cfg, work=work) -> dict:
-            ckpt = distill(cfg, work, resume=(work / "last.pth").exists())
-            res = work / "result.json"
-            return (json.loads(res.read_text()) if res.exists() else {}) | {"checkpoint": str(ckpt)}
+    def train(cfg, work: Path) -> dict:
+        resume = (work / "last.pth").exists()
+        if parallel:
+            from cellfuse.child import run_in_child
 
-        out[name] = run.stage(name, key, fn, work=work)
-    return out
+            cfg_file = work / "stage_config.py"
+            work.mkdir(parents=True, exist_ok=True)
+            cfg.dump(str(cfg_file))
+            log.info("%s: training in a child process, log %s", work.name, work / "train.log")
+            run_in_child(
+                "student.distill:distill_file",
+                str(cfg_file),
+                str(work),
+                "1" if resume else "0",
+                log_file=work / "train.log",
+            )
+        else:
+            distill(cfg, work, resume=resume)
+        return json.loads((work / "result.json").read_text())
+
+    if not parallel:
+        return {
+            name: run.stage(name, key, lambda cfg=cfg, work=work: train(cfg, work), work=work)
+            for name, key, cfg, work in stages
+        }
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(stages)) as pool:
+        futures = {
+            name: pool.submit(
+                run.stage, name, key, lambda cfg=cfg, work=work: train(cfg, work), work
+            )
+            for name, key, cfg, work in stages
+        }
+        return {name: f.result() for name, f in futures.items()}
 
 
 def choose_student(students: dict) -> str:

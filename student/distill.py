@@ -407,4 +407,12 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
     return ckpt
 
 
-__all__ = ["StudentTrainer", "distill", "list_pseudo", "pseudo_weight_map"]
+def distill_file(config: str, work_dir: str, resume: str = "0") -> None:
+    """:func:`distill` of a config file; the entry point of a child process
+    (:func:`cellfuse.child.run_in_child`), whose arguments are strings."""
+    from teachers.train import load_config
+
+    distill(load_config(config), work_dir, resume=resume == "1")
+
+
+__all__ = ["StudentTrainer", "distill", "distill_file", "list_pseudo", "pseudo_weight_map"]

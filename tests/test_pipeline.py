@@ -44,7 +44,7 @@ TINY = {
         )
     ],
     "refiner": None,
-    "ablation": False,
+    "ablation": True,  # two students: they train side by side in child processes
     "num_workers": 0,
     "student_options": {"student.max_steps": 4, "student.val_every_steps": 2},
 }
@@ -75,7 +75,10 @@ def test_run_writes_a_valid_submission_and_report(finished_run):
     report = (work / "report" / "index.html").read_text()
     assert "flowunet" in report and "examples.png" in report and "disagreement.png" in report
     ev = summary["stages"]["evaluate"]["models"]
-    assert set(ev) == {"flowunet", "classical", "ensemble", "student"}
+    assert set(ev) == {"flowunet", "classical", "ensemble", "student", "student_labeled_only"}
+    for name in ("student", "student_labeled_only"):  # trained in their own processes
+        assert "distilling" in (work / name / "train.log").read_text()
+        assert summary["stages"][name]["checkpoint"] == str(work / name / "best.pth")
     assert all(0 <= r["f1_50"] <= 1 and r["s_per_mpx"] > 0 for r in ev.values())
     # no unlabeled folder: the test images were the unlabeled pool (transductive)
     assert summary["stages"]["pseudo"]["transductive"] is True

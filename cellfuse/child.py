@@ -1,0 +1,91 @@
+"""Run a function in a child Python process that dies with its parent.
+
+The pipeline trains its two students side by side, one process each. A run killed half way
+must resume cleanly, so no orphan may keep training and writing checkpoints after its
+parent is gone: the child asks the kernel for SIGKILL when the parent dies (Linux
+``PR_SET_PDEATHSIG``) and, everywhere, a watchdog thread exits when its parent changes.
+
+    run_in_child("student.distill:train_from_file", cfg_file, work_dir, log=work_dir / "train.log")
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cellfuse.errors import CellfuseError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ChildError(CellfuseError):
+    """A child process exited with an error."""
+
+
+def run_in_child(target: str, *args: str, log_file: str | Path) -> None:
+    """Call ``module:function(*args)`` in a fresh interpreter and wait for it.
+
+    Args:
+        target: ``"package.module:function"``; the function takes string arguments.
+        *args: its arguments.
+        log_file: the child's stdout and stderr are appended here.
+
+    Raises:
+        ChildError: the child exited non-zero; the message holds the end of its log.
+    """
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "cellfuse.child", str(os.getpid()), target, *map(str, args)]
+    with open(log_file, "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        try:
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C or an error in this process: take the child down too
+            proc.kill()
+            proc.wait()
+            raise
+    if rc != 0:
+        tail = log_file.read_bytes()[-2000:].decode(errors="replace")
+        raise ChildError(f"{target} failed (exit {rc}); log {log_file}:\n{tail}")
+
+
+def _die_with(parent: int) -> None:
+    """Exit when ``parent`` is gone (kernel signal on Linux, a watchdog thread everywhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def main(argv: list[str]) -> None:
+    parent, target, *args = argv
+    _die_with(int(parent))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    module, _, func = target.partition(":")
+    getattr(importlib.import_module(module), func)(*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
