@@ -31,13 +31,15 @@ class ChildError(CellfuseError):
     """A child process exited with an error."""
 
 
-def run_in_child(target: str, *args: str, log_file: str | Path) -> None:
+def run_in_child(target: str, *args: str, log_file: str | Path, heartbeat_s: float = 60.0) -> None:
     """Call ``module:function(*args)`` in a fresh interpreter and wait for it.
 
     Args:
         target: ``"package.module:function"``; the function takes string arguments.
         *args: its arguments.
         log_file: the child's stdout and stderr are appended here.
+        heartbeat_s: every this many seconds, log the last line of the child's log (its
+            progress bar), so the parent's log shows the child is alive.
 
     Raises:
         ChildError: the child exited non-zero; the message holds the end of its log.
@@ -50,7 +52,12 @@ def run_in_child(target: str, *args: str, log_file: str | Path) -> None:
     with open(log_file, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         try:
-            rc = proc.wait()
+            while True:
+                try:
+                    rc = proc.wait(timeout=heartbeat_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    log.info("%s: %s", log_file.parent.name, last_line(log_file))
         except BaseException:  # Ctrl-C or an error in this process: take the child down too
             proc.kill()
             proc.wait()
@@ -58,6 +65,16 @@ def run_in_child(target: str, *args: str, log_file: str | Path) -> None:
     if rc != 0:
         tail = log_file.read_bytes()[-2000:].decode(errors="replace")
         raise ChildError(f"{target} failed (exit {rc}); log {log_file}:\n{tail}")
+
+
+def last_line(path: Path, size: int = 4096) -> str:
+    """The last non-empty line of a log file, progress-bar updates (``\\r``) split too."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(fh.tell() - size, 0))
+        text = fh.read().decode(errors="replace")
+    lines = [x.strip() for x in text.replace("\r", "\n").split("\n") if x.strip()]
+    return lines[-1] if lines else ""
 
 
 def _die_with(parent: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellfuse.child import ChildError, run_in_child
+from cellfuse.child import ChildError, last_line, run_in_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,3 +70,21 @@ def test_the_child_dies_with_its_killed_parent(tmp_path):
     while _alive(child) and time.time() < deadline:
         time.sleep(0.2)
     assert not _alive(child)
+
+
+def test_the_parent_logs_the_childs_last_line(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    log = tmp_path / "w" / "train.log"
+    with caplog.at_level("INFO", logger="cellfuse.child"):
+        run_in_child("test_child:progress", log_file=log, heartbeat_s=0.3)
+    assert "w: step 2/2" in caplog.text
+    assert last_line(log) == "step 2/2"
+
+
+def progress() -> None:
+    import sys
+
+    for i in (1, 2):
+        sys.stderr.write(f"\rstep {i}/2")
+        sys.stderr.flush()
+        time.sleep(1.0)

@@ -16,6 +16,10 @@ fusion_predict = dict(tau=0.3, lo=0.3, hi=0.3)
 # not vote (a teacher that failed to train must not lower every other cell's vote).
 min_weight_fraction = 0.5
 refiner = None  # name of a teacher (SAM) prompted with the other teachers' merged cells
+# Test-time views every teacher but the refiner also votes in (cellfuse/views.py), e.g.
+# ["hflip", "vflip", "rot180"]; a teacher entry's own views=[...] wins. Off: on DSB val the
+# flow U-Net gains from them alone (0.856 -> 0.869) but the multi-teacher vote does not.
+views = None
 pseudo = dict(
     num_workers=2,
     retries=2,
