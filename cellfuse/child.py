@@ -31,7 +31,13 @@ class ChildError(CellfuseError):
     """A child process exited with an error."""
 
 
-def run_in_child(target: str, *args: str, log_file: str | Path, heartbeat_s: float = 60.0) -> None:
+def run_in_child(
+    target: str,
+    *args: str,
+    log_file: str | Path,
+    heartbeat_s: float = 60.0,
+    stop: threading.Event | None = None,
+) -> None:
     """Call ``module:function(*args)`` in a fresh interpreter and wait for it.
 
     Args:
@@ -40,9 +46,12 @@ def run_in_child(target: str, *args: str, log_file: str | Path, heartbeat_s: flo
         log_file: the child's stdout and stderr are appended here.
         heartbeat_s: every this many seconds, log the last line of the child's log (its
             progress bar), so the parent's log shows the child is alive.
+        stop: when set (by the thread that got Ctrl-C, say), the child is killed; for
+            callers that wait in worker threads, where KeyboardInterrupt never arrives.
 
     Raises:
-        ChildError: the child exited non-zero; the message holds the end of its log.
+        ChildError: the child exited non-zero, or was stopped; the message holds the end
+            of its log.
     """
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -52,11 +61,19 @@ def run_in_child(target: str, *args: str, log_file: str | Path, heartbeat_s: flo
     with open(log_file, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         try:
+            beat = time.monotonic() + heartbeat_s
             while True:
                 try:
-                    rc = proc.wait(timeout=heartbeat_s)
+                    rc = proc.wait(timeout=min(1.0, heartbeat_s))
                     break
                 except subprocess.TimeoutExpired:
+                    pass
+                if stop is not None and stop.is_set():
+                    proc.kill()
+                    rc = proc.wait()
+                    break
+                if time.monotonic() >= beat:
+                    beat += heartbeat_s
                     log.info("%s: %s", log_file.parent.name, last_line(log_file))
         except BaseException:  # Ctrl-C or an error in this process: take the child down too
             proc.kill()

@@ -256,7 +256,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
     todo = [s for s in stages if not run.is_current(s[0], s[1])]
     parallel = len(todo) > 1 and run.cfg.get("parallel_students", True)
 
-    def train(cfg, work: Path) -> dict:
+    def train(cfg, work: Path, stop=None) -> dict:
         resume = (work / "last.pth").exists()
         if parallel:
             from cellfuse.child import run_in_child
@@ -271,6 +271,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
                 str(work),
                 "1" if resume else "0",
                 log_file=work / "train.log",
+                stop=stop,
             )
         else:
             distill(cfg, work, resume=resume)
@@ -281,16 +282,22 @@ def distill_students(run: Run, pseudo: dict) -> dict:
             name: run.stage(name, key, lambda cfg=cfg, work=work: train(cfg, work), work=work)
             for name, key, cfg, work in stages
         }
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    stop = threading.Event()  # Ctrl-C reaches this thread only: it stops the children
     with ThreadPoolExecutor(len(stages)) as pool:
         futures = {
             name: pool.submit(
-                run.stage, name, key, lambda cfg=cfg, work=work: train(cfg, work), work
+                run.stage, name, key, lambda cfg=cfg, work=work: train(cfg, work, stop), work
             )
             for name, key, cfg, work in stages
         }
-        return {name: f.result() for name, f in futures.items()}
+        try:
+            return {name: f.result() for name, f in futures.items()}
+        except BaseException:
+            stop.set()
+            raise
 
 
 def choose_student(students: dict) -> str:

@@ -88,3 +88,24 @@ def progress() -> None:
         sys.stderr.write(f"\rstep {i}/2")
         sys.stderr.flush()
         time.sleep(1.0)
+
+
+def test_a_stop_event_kills_the_child(tmp_path, monkeypatch):
+    """Ctrl-C reaches the main thread only; threads waiting on children are told by an event."""
+    import threading
+
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    marker, stop = tmp_path / "child.pid", threading.Event()
+
+    def stop_once_started() -> None:
+        while not marker.exists() or not marker.read_text():
+            time.sleep(0.1)
+        stop.set()
+
+    threading.Thread(target=stop_once_started, daemon=True).start()
+    t0 = time.time()
+    with pytest.raises(ChildError, match="failed"):
+        run_in_child(
+            "test_child:write_pid_and_sleep", str(marker), log_file=tmp_path / "c.log", stop=stop
+        )
+    assert time.time() - t0 < 30 and not _alive(int(marker.read_text()))
