@@ -213,7 +213,7 @@ def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
     _, y = trainer.make_batch(data, w, np.random.default_rng(0))
     assert y.shape == (2, 4, 64, 64)
     # fine-tuning: the last 30 % of the budget draws labeled crops only
-    (start0, mixed), = trainer.sampling_schedule(data)
+    ((start0, mixed),) = trainer.sampling_schedule(data)
     assert start0 == 0.0 and np.array_equal(mixed, w)
     ft = StudentTrainer(**{**kw, "finetune_fraction": 0.3})
     (_, w0), (start1, w1) = ft.sampling_schedule(data)
