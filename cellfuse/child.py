@@ -80,16 +80,21 @@ def run_in_child(
             proc.wait()
             raise
     if rc != 0:
-        tail = log_file.read_bytes()[-2000:].decode(errors="replace")
+        tail = _tail(log_file, 2000)
         raise ChildError(f"{target} failed (exit {rc}); log {log_file}:\n{tail}")
+
+
+def _tail(path: Path, size: int) -> str:
+    """The last ``size`` bytes of a file as text (a long training log is not read whole)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(fh.tell() - size, 0))
+        return fh.read().decode(errors="replace")
 
 
 def last_line(path: Path, size: int = 4096) -> str:
     """The last non-empty line of a log file, progress-bar updates (``\\r``) split too."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(fh.tell() - size, 0))
-        text = fh.read().decode(errors="replace")
+    text = _tail(path, size)
     lines = [x.strip() for x in text.replace("\r", "\n").split("\n") if x.strip()]
     return lines[-1] if lines else ""
 

@@ -291,9 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("part %s", part)
         res[part] = runners[part]()
         res.setdefault("part_seconds", {})[part] = round(time.time() - t0, 1)
-        res.setdefault("part_commits", {})[part] = res[
-            "commit"
-        ]  # parts may run at different commits
+        # parts may run at different commits (a part re-run later)
+        res.setdefault("part_commits", {})[part] = res["commit"]
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(res, indent=2, default=str) + "\n")  # after every part
     if args.readme:
