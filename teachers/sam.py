@@ -2,8 +2,9 @@
 
 SAM answers a point prompt with a mask and a predicted IoU. Here it refines the other
 teachers' detections: each detected cell's centroid becomes a positive point, its nearest
-neighbours' centroids optional negative points, and the masks are resolved into one label
-image by predicted IoU. Built from segment-anything's own classes (``Sam``,
+neighbours' centroids optional negative points, optionally its box and its mask (SAM's
+dense mask prompt: SAM then corrects the prompting teacher's mask, ``mask_prompts``), and
+the masks are resolved into one label image by predicted IoU. Built from segment-anything's own classes (``Sam``,
 ``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``, ``TwoWayTransformer``).
 
 Variants (``sam_registry``): the official ``vit_b``/``vit_l``/``vit_h`` (exact official
@@ -47,6 +48,7 @@ from teachers.sam_prompts import (
     decode,
     encode,
     equivalent_diameters,
+    mask_prompt_input,
     merge_prompt_points,
     neighbour_negatives,
     paint_masks,
@@ -78,6 +80,9 @@ class SAMTeacher(Teacher):
         neg_radius: largest distance of a negative point, in nominal diameters.
         use_boxes: also prompt with each detection's bounding box (only when the prompts
             come as one Instances, whose boxes belong to its centroids).
+        mask_prompts: also prompt with each detection's mask, as SAM's dense mask prompt
+            (only when the prompts come as one Instances): SAM then corrects the prompting
+            teacher's masks. Train with ``train=dict(mask_prob=...)``.
         iou_thresh: drop masks whose predicted IoU is lower.
         mask_threshold: logit above which a pixel is in the mask; None = the value stored
             in the checkpoint by :func:`teachers.sam_train.calibrate_mask_threshold` (0.0,
@@ -107,6 +112,7 @@ class SAMTeacher(Teacher):
         neg_points: int = 0,
         neg_radius: float = 1.5,
         use_boxes: bool = False,
+        mask_prompts: bool = False,
         iou_thresh: float = 0.5,
         mask_threshold: float | None = None,
         min_area: int = 8,
@@ -136,6 +142,7 @@ class SAMTeacher(Teacher):
         self.neg_points = int(neg_points)
         self.neg_radius = float(neg_radius)
         self.use_boxes = bool(use_boxes)
+        self.mask_prompts = bool(mask_prompts)
         self.iou_thresh = float(iou_thresh)
         self.mask_threshold = mask_threshold
         self.min_area = int(min_area)
@@ -211,14 +218,22 @@ class SAMTeacher(Teacher):
         plist = [prompts] if isinstance(prompts, Instances) else list(prompts)
         diam = np.concatenate([equivalent_diameters(p.labels) for p in plist] + [np.zeros(0)])
         scale = prompt_scale(diam, self.nominal_diameter, self.scale_limits)
-        if self.use_boxes and len(plist) == 1:
-            return self.predict_points(image, plist[0].centroids(), scale, plist[0].bboxes())
+        if (self.use_boxes or self.mask_prompts) and len(plist) == 1:
+            p = plist[0]
+            boxes = p.bboxes() if self.use_boxes else None
+            prior = p.labels if self.mask_prompts else None
+            return self.predict_points(image, p.centroids(), scale, boxes, prior)
         points = merge_prompt_points([p.centroids() for p in plist], self.merge_radius)
         return self.predict_points(image, points, scale)
 
     @torch.no_grad()
     def predict_points(
-        self, image: np.ndarray, points: np.ndarray, scale: float, boxes: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        scale: float,
+        boxes: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
     ) -> Instances:
         """Masks for prompt points, the image zoomed by ``scale`` for the encoder.
 
@@ -227,6 +242,7 @@ class SAMTeacher(Teacher):
             points: Nx2 (y, x) prompt points in image px (NaN rows are skipped).
             scale: zoom factor from image px to encoder px.
             boxes: optional Nx4 (y0, x0, y1, x1) half-open boxes, one per point.
+            prior: optional HxW labels whose cell ``i + 1`` is the mask prompt of point ``i``.
 
         Returns:
             Instances over HxW; score = predicted IoU clipped to [0, 1].
@@ -237,6 +253,7 @@ class SAMTeacher(Teacher):
         points = points[ok]
         if boxes is not None:
             boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[ok]
+        prior_ids = np.flatnonzero(ok) + 1
         if len(points) == 0:
             return Instances.empty((h, w))
         self.sam.eval()
@@ -248,6 +265,13 @@ class SAMTeacher(Teacher):
                 img, (h2, w2), mode="bilinear", align_corners=False, antialias=scale < 1
             )
         sy, sx = h2 / h, w2 / w
+        if prior is not None:
+            if prior.shape != (h, w):
+                raise ValueError(f"prior labels {prior.shape} do not match the image {(h, w)}")
+            prior_t = torch.from_numpy(prior.astype(np.float32))[None, None]
+            if (h2, w2) != (h, w):
+                prior_t = F.interpolate(prior_t, (h2, w2), mode="nearest-exact")
+            prior_t = prior_t[0, 0]
         pts = (points + 0.5) * np.array([sy, sx]) - 0.5
         tiles = tile_grid((h2, w2), self.img_size, self.tile_overlap)
         owner = tile_centroid_owner(pts, tiles)
@@ -287,6 +311,13 @@ class SAMTeacher(Teacher):
                 if boxes is not None:
                     b = boxes[batch] * np.array([sy, sx, sy, sx]) - np.tile(origin, 2)
                     box_t = torch.from_numpy(b[:, [1, 0, 3, 2]].astype(np.float32)).to(self.device)
+                mask_t = None
+                if prior is not None:
+                    frame = torch.zeros((self.img_size, self.img_size))
+                    frame[: ys.stop - ys.start, : xs.stop - xs.start] = prior_t[ys, xs]
+                    ids = torch.from_numpy(prior_ids[batch].astype(np.float32))
+                    mask_t = mask_prompt_input(frame[None] == ids[:, None, None], self.sam)
+                    mask_t = mask_t.to(self.device)
                 logits, iou = decode(
                     self.sam,
                     emb,
@@ -294,6 +325,7 @@ class SAMTeacher(Teacher):
                     torch.from_numpy(labels).to(self.device),
                     boxes=box_t,
                     multimask=self.multimask,
+                    masks=mask_t,
                 )
                 best = iou.argmax(dim=1)
                 ar = torch.arange(len(batch), device=iou.device)

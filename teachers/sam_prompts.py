@@ -135,6 +135,60 @@ def paint_masks(
     return Instances(labels, np.asarray(kept, np.float32))
 
 
+def perturb_labels(
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    noise: float = 0.1,
+    merge_prob: float = 0.1,
+) -> np.ndarray:
+    """An imperfect copy of a label image, as another teacher would segment it.
+
+    Each cell's boundary moves in or out (its signed distance map thresholded at
+    ``N(0, noise * r)``), wobbles (a smooth random field of the same scale is added) and the
+    cell shifts by ``N(0, noise * r)`` px, r its equivalent radius; with ``merge_prob`` a cell
+    swallows a touching neighbour. These are the errors of the prompting teachers whose
+    masks SAM gets as mask prompts (:func:`mask_prompt_input`) and learns to correct.
+
+    Returns:
+        HxW labels of the same dtype; ids are those of ``labels`` (a swallowed cell is gone).
+    """
+    lab = np.asarray(labels)
+    out = np.zeros_like(lab)
+    n = int(lab.max()) if lab.size else 0
+    if n == 0:
+        return out
+    owner = np.arange(n + 1)
+    if merge_prob > 0:
+        # touching pairs: a pixel and its right/lower neighbour with different non-zero ids
+        pairs = [
+            np.stack([a[(a != b) & (a > 0) & (b > 0)], b[(a != b) & (a > 0) & (b > 0)]], 1)
+            for a, b in ((lab[:, :-1], lab[:, 1:]), (lab[:-1], lab[1:]))
+        ]
+        pairs = np.unique(np.concatenate(pairs), axis=0)
+        for a, b in pairs[rng.random(len(pairs)) < merge_prob]:
+            if owner[a] == a and owner[b] == b:
+                owner[b] = a
+    lab_m = owner[lab]
+    h, w = lab.shape
+    for i, sl in enumerate(ndi.find_objects(lab_m), start=1):
+        if sl is None:
+            continue
+        r = max(1.0, np.sqrt((lab_m[sl] == i).sum() / np.pi))
+        pad = int(np.ceil(2 * noise * r)) + 3
+        y0, y1 = max(0, sl[0].start - pad), min(h, sl[0].stop + pad)
+        x0, x1 = max(0, sl[1].start - pad), min(w, sl[1].stop + pad)
+        m = lab_m[y0:y1, x0:x1] == i
+        sd = ndi.distance_transform_edt(m) - ndi.distance_transform_edt(~m)
+        field = ndi.gaussian_filter(rng.normal(size=m.shape), max(1.0, r / 3))
+        field *= noise * r / max(float(field.std()), 1e-6)
+        m = sd + field > rng.normal(0, noise * r)
+        dy, dx = np.round(rng.normal(0, noise * r, 2)).astype(int)
+        m = np.roll(m, (dy, dx), (0, 1))
+        win = out[y0:y1, x0:x1]
+        win[m & (win == 0)] = i
+    return out
+
+
 def component_at(mask: np.ndarray, y: int, x: int) -> np.ndarray:
     """The connected component of ``mask`` holding (y, x), else its largest one."""
     lab, n = ndi.label(mask)
@@ -181,6 +235,7 @@ def decode(
     labels: torch.Tensor,
     boxes: torch.Tensor | None = None,
     multimask: bool = False,
+    masks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks for B prompts on one image embedding.
 
@@ -190,11 +245,12 @@ def decode(
         coords: BxNx2 (x, y) points in the encoder frame; labels BxN (1/0/-1).
         boxes: Bx4 (x0, y0, x1, y1) or None.
         multimask: use the three multimask outputs (else the single-mask token).
+        masks: Bx1xLxL dense mask prompts (:func:`mask_prompt_input`) or None.
 
     Returns:
         (BxKxLxL low-res logits, BxK predicted IoU), K = 3 if multimask else 1.
     """
-    sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=boxes, masks=None)
+    sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=boxes, masks=masks)
     return sam.mask_decoder(
         image_embeddings=embedding,
         image_pe=sam.prompt_encoder.get_dense_pe(),
@@ -202,6 +258,19 @@ def decode(
         dense_prompt_embeddings=dense,
         multimask_output=multimask,
     )
+
+
+# A mask prompt is a low-res logit map, as SAM feeds its previous answer back: +-this value
+# inside/outside the prompting mask (area-averaged at the mask borders).
+MASK_PROMPT_LOGIT = 8.0
+
+
+def mask_prompt_input(masks: torch.Tensor, sam: Any) -> torch.Tensor:
+    """BxSxS {0, 1} masks in the encoder frame (S = img_size) -> Bx1xLxL dense mask prompts
+    at SAM's mask-input size L (4x the image embedding), as logits of the covered fraction."""
+    low = int(sam.prompt_encoder.mask_input_size[0])
+    frac = F.adaptive_avg_pool2d(masks[:, None].float(), low)
+    return MASK_PROMPT_LOGIT * (2.0 * frac - 1.0)
 
 
 def encode(sam: Any, images: Sequence[torch.Tensor]) -> torch.Tensor:

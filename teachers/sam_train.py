@@ -3,7 +3,9 @@
 One step: ``crops_per_step`` random crops, each rescaled so its median cell is the
 teacher's ``nominal_diameter`` (with a random zoom jitter) and augmented; each crop is
 encoded once and answers ``prompts_per_crop`` prompts (centroid + jitter, optional nearest
-neighbours as negative points, optionally a noisy box). Loss as in the SAM paper:
+neighbours as negative points, optionally a noisy box and, for a refiner, a mask prompt:
+the prompted cell in an imperfect copy of the labels, as another teacher would have drawn
+it). Loss as in the SAM paper:
 20 * focal + dice on the mask (upsampled to the encoder frame), plus MSE between the
 IoU head and the mask's actual IoU. With ``multimask`` the mask loss is the minimum over
 the three outputs (the IoU loss covers all three).
@@ -33,7 +35,9 @@ from teachers.sam_prompts import (
     decode,
     encode,
     equivalent_diameters,
+    mask_prompt_input,
     neighbour_negatives,
+    perturb_labels,
     point_prompts,
     prepare_image,
 )
@@ -136,6 +140,7 @@ def sample_prompts(
     neg_radius: float = 30.0,
     use_neg: bool = True,
     box: bool = False,
+    prior: np.ndarray | None = None,
     min_area: int = 6,
 ) -> dict[str, torch.Tensor] | None:
     """Prompts and targets for up to ``n`` cells of an hxw label crop.
@@ -149,11 +154,15 @@ def sample_prompts(
         neg_points: negative-point slots per prompt (filled with the nearest other cells'
             centroids within ``neg_radius`` px when ``use_neg``, else padding).
         box: add each cell's box with noise (std 10% of its side) as a prompt.
+        prior: an imperfect copy of ``lab`` (:func:`perturb_labels`): each prompt also gets,
+            as a mask prompt, the prior's cell under its point (else the prior's copy of
+            the prompted cell).
         min_area: cells smaller than this (px) are not prompted.
 
     Returns:
         ``coords`` Bx(1+K)x2 (x, y), ``labels`` Bx(1+K), ``boxes`` Bx4 or absent,
-        ``masks`` BxSxS float targets; None when the crop holds no cell.
+        ``masks`` BxSxS float targets, ``mask_in`` BxSxS float mask prompts (with
+        ``prior``); None when the crop holds no cell.
     """
     area = np.bincount(lab.ravel())
     ids = np.flatnonzero(area >= min_area)
@@ -188,6 +197,12 @@ def sample_prompts(
         "labels": torch.from_numpy(labels),
         "masks": torch.from_numpy(padded[None] == chosen[:, None, None]).float(),
     }
+    if prior is not None:
+        at = prior[pos[:, 0].round().astype(int), pos[:, 1].round().astype(int)]
+        at = np.where(at > 0, at, chosen)
+        pp = np.zeros((img_size, img_size), prior.dtype)
+        pp[:h, :w] = prior
+        out["mask_in"] = torch.from_numpy(pp[None] == at[:, None, None]).float()
     if box:
         from cellfuse.instances import bboxes
 
@@ -265,8 +280,19 @@ def sam_loss(
 # ----------------------------------------------------------------------------- validation
 
 
-def evaluate_sam(teacher: SAMTeacher, val: list, max_images: int | None = None) -> dict[str, Any]:
-    """Mean per-image challenge F1@0.5/0.75 with ground-truth centroids as prompts."""
+def evaluate_sam(
+    teacher: SAMTeacher,
+    val: list,
+    max_images: int | None = None,
+    mask_noise: float = 0.1,
+    mask_merge_prob: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean per-image challenge F1@0.5/0.75 with ground-truth cells as prompts.
+
+    A teacher with ``mask_prompts`` gets imperfect copies of the true cells
+    (:func:`perturb_labels`, the same every call for a ``seed``), not the true masks.
+    """
     from cellfuse.io import read_image, read_labels
     from cellfuse.metric import evaluate_image
 
@@ -275,10 +301,14 @@ def evaluate_sam(teacher: SAMTeacher, val: list, max_images: int | None = None) 
     f50, f75 = [], []
     t0 = time.time()
     px = 0
+    rng = np.random.default_rng(seed)
     for s in val:
         img = read_image(s.image)
         gt = read_labels(s.label, shape=img.shape[:2])
-        pred = teacher.predict_with_prompts(img, Instances.from_labels(gt))
+        cells = gt
+        if teacher.mask_prompts:
+            cells = perturb_labels(gt, rng, mask_noise, mask_merge_prob)
+        pred = teacher.predict_with_prompts(img, Instances.from_labels(cells))
         r = evaluate_image(gt, pred.labels, thresholds=(0.5, 0.75))["scores"]
         f50.append(r[0.5]["f1"])
         f75.append(r[0.75]["f1"])
@@ -301,6 +331,7 @@ def calibrate_mask_threshold(
     samples: list,
     grid: tuple[float, ...] = MASK_THRESHOLDS,
     max_images: int | None = 40,
+    **noise: float,
 ) -> tuple[float, dict[float, float]]:
     """Pick the mask-logit threshold that maximises F1@0.75 on (training) images.
 
@@ -316,7 +347,7 @@ def calibrate_mask_threshold(
     scores: dict[float, float] = {}
     for t in grid:
         teacher.sam.mask_threshold = float(t)
-        scores[float(t)] = evaluate_sam(teacher, samples, max_images)["f1_75"]
+        scores[float(t)] = evaluate_sam(teacher, samples, max_images, **noise)["f1_75"]
     best = max(scores, key=lambda t: (round(scores[t], 4), t == old))
     teacher.sam.mask_threshold = best
     log.info(
@@ -372,6 +403,9 @@ def train_sam(
     neg_points: int = 2,
     neg_prob: float = 0.5,
     box_prob: float = 0.0,
+    mask_prob: float = 0.0,
+    mask_noise: float = 0.1,
+    mask_merge_prob: float = 0.1,
     scale_jitter: float = 0.3,
     modality_weights: dict[str, float] | None = None,
     val_every_min: float = 6.0,
@@ -397,6 +431,9 @@ def train_sam(
         jitter: point offset from the centroid, std in cell radii.
         neg_points, neg_prob: negative-point slots per prompt and how often they are used.
         box_prob: how often a step prompts with noisy boxes as well.
+        mask_prob: how often a step also gives each prompt a mask prompt: the cell from an
+            imperfect copy of the labels (:func:`perturb_labels` with ``mask_noise`` and
+            ``mask_merge_prob``), as another teacher's cell would be at inference.
         scale_jitter: log2 range of the random zoom around the nominal cell size.
         modality_weights: sampling weight per modality (oversample rare ones).
         val_every_min: minutes between validations.
@@ -438,6 +475,7 @@ def train_sam(
     prob /= prob.sum()
     budget = time_budget_min * 60.0
     neg_r = teacher.neg_radius * teacher.nominal_diameter
+    noise = {"mask_noise": mask_noise, "mask_merge_prob": mask_merge_prob}
 
     def checkpoint(metrics: dict[str, Any]) -> None:
         nonlocal best
@@ -484,6 +522,7 @@ def train_sam(
         sam.train()
         crops, prompts = [], []
         use_box = rng.random() < box_prob
+        use_mask = rng.random() < mask_prob
         while len(crops) < crops_per_step:
             it = items[int(rng.choice(len(items), p=prob))]
             img, lab = augment(
@@ -502,6 +541,7 @@ def train_sam(
                 neg_radius=neg_r,
                 use_neg=rng.random() < neg_prob,
                 box=use_box,
+                prior=perturb_labels(lab, rng, mask_noise, mask_merge_prob) if use_mask else None,
             )
             if pr is not None:
                 crops.append(img.to(dev))
@@ -510,8 +550,15 @@ def train_sam(
             emb = encode(sam, crops)
         loss = torch.zeros((), device=dev)
         for k, pr in enumerate(prompts):
+            mask_in = pr.get("mask_in")
             low, iou = decode(
-                sam, emb[k : k + 1], pr["coords"], pr["labels"], pr.get("boxes"), teacher.multimask
+                sam,
+                emb[k : k + 1],
+                pr["coords"],
+                pr["labels"],
+                pr.get("boxes"),
+                teacher.multimask,
+                None if mask_in is None else mask_prompt_input(mask_in, sam),
             )
             l_k, parts = sam_loss(low, iou, pr["masks"], S)
             loss = loss + l_k / len(prompts)
@@ -541,18 +588,20 @@ def train_sam(
             due = elapsed - last_val >= val_every_min * 60 and elapsed < budget
         if due:
             sam.eval()
-            checkpoint(evaluate_sam(teacher, val, val_max_images))
+            checkpoint(evaluate_sam(teacher, val, val_max_images, **noise))
             elapsed = time.time() - t_start
             last_val = elapsed
     bar.close()
     sam.eval()
     if not history or history[-1]["step"] != step:
-        checkpoint(evaluate_sam(teacher, val, val_max_images))
+        checkpoint(evaluate_sam(teacher, val, val_max_images, **noise))
     teacher.load(best_path)
     if calibrate_images:
-        thr, scores = calibrate_mask_threshold(teacher, train, max_images=calibrate_images)
+        thr, scores = calibrate_mask_threshold(teacher, train, max_images=calibrate_images, **noise)
         store_mask_threshold(best_path, thr, scores)
         teacher.load(best_path)
         if val:
-            teacher.val_metrics = dict(evaluate_sam(teacher, val, val_max_images), step=step)
+            teacher.val_metrics = dict(
+                evaluate_sam(teacher, val, val_max_images, **noise), step=step
+            )
     return best_path

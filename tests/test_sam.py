@@ -128,7 +128,7 @@ def _fake_decode(radius: float):
     """A decoder answering each point with a disc of ``radius`` encoder px around it."""
     calls = []
 
-    def decode(sam, emb, coords, labels, boxes=None, multimask=False):
+    def decode(sam, emb, coords, labels, boxes=None, multimask=False, masks=None):
         side = sam.image_encoder.img_size // sam.image_encoder.patch_embed.proj.stride[0] * 4
         f = sam.image_encoder.img_size / side
         c = (torch.arange(side, dtype=torch.float32) + 0.5) * f - 0.5
@@ -334,3 +334,128 @@ def test_box_prompts_frame_the_prompted_cell():
         yy, xx = np.nonzero(mask)
         true = np.array([xx.min(), yy.min(), xx.max() + 1, yy.max() + 1], np.float32)
         assert np.abs(box - true).max() < 4.0  # noise: std 10 % of a side
+
+
+# ----------------------------------------------------------------------------- mask prompts
+
+
+def test_perturb_labels_moves_boundaries_and_merges_touching_cells():
+    from cellfuse.metric import evaluate_image
+    from teachers.sam_prompts import perturb_labels
+
+    truth = disc_labels((200, 200), 15, rmin=6, rmax=12, seed=5)
+    same = perturb_labels(truth, np.random.default_rng(0), noise=0.0, merge_prob=0.0)
+    np.testing.assert_array_equal(same, truth)
+    a = perturb_labels(truth, np.random.default_rng(1))
+    b = perturb_labels(truth, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)  # one seed, one copy (validation is repeatable)
+    assert a.dtype == truth.dtype and a.shape == truth.shape and not np.array_equal(a, truth)
+    assert set(np.unique(a)) <= set(np.unique(truth))
+    sc = evaluate_image(truth, a, (0.5, 0.9))["scores"]
+    assert sc[0.5]["f1"] > 0.8 and sc[0.9]["f1"] < 0.8  # found, but with imperfect masks
+
+    pair = np.zeros((40, 60), np.uint16)
+    pair[10:30, 5:30], pair[10:30, 30:55] = 1, 2  # touching
+    pair[0:5, 0:5] = 3  # alone
+    merged = perturb_labels(pair, np.random.default_rng(0), noise=0.0, merge_prob=1.0)
+    assert set(np.unique(merged)) == {0, 1, 3}
+    assert (merged[pair > 0] > 0).all() and (merged[pair == 2] == 1).all()
+
+
+def test_training_mask_prompts_are_the_prior_cell_under_each_point():
+    from teachers.sam_prompts import mask_prompt_input
+    from teachers.sam_train import sample_prompts
+
+    lab = np.zeros((64, 64), np.int32)
+    lab[10:30, 5:30], lab[10:30, 30:55], lab[40:60, 40:60] = 1, 2, 3
+    prior = lab.copy()
+    prior[lab == 2] = 1  # the prompting teacher merged cells 1 and 2
+    out = sample_prompts(lab, 3, np.random.default_rng(0), img_size=64, prior=prior, neg_points=0)
+    for pt, target, given in zip(
+        out["coords"][:, 0].numpy(), out["masks"].numpy(), out["mask_in"].numpy(), strict=True
+    ):
+        x, y = np.round(pt).astype(int)
+        np.testing.assert_array_equal(given.astype(bool), prior == prior[y, x])
+        np.testing.assert_array_equal(target.astype(bool), lab == lab[y, x])
+    t = SAMTeacher(variant="vit_tiny")  # 128 px frame -> 64x64 mask input
+    frame = torch.zeros(2, 128, 128)
+    frame[0, :64, :64] = 1.0
+    m = mask_prompt_input(frame, t.sam)
+    assert m.shape == (2, 1, 64, 64)
+    assert (m[0, 0, :32, :32] == 8.0).all() and (m[0, 0, 32:] == -8.0).all()
+    assert (m[1] == -8.0).all()
+
+
+@pytest.mark.parametrize("nominal", [16.0, 32.0])
+def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, nominal):
+    """A decoder that answers with its mask prompt gives back the prompting cells, on every
+    tile and at every zoom: each prompt gets its own cell's mask."""
+    from cellfuse.metric import evaluate_image
+
+    truth = disc_labels((300, 260), 25, rmin=7, rmax=9, seed=3)
+    monkeypatch.setattr(tsam, "encode", lambda sam, ims: torch.zeros(1))
+    seen = []
+
+    def decode(sam, emb, coords, labels, boxes=None, multimask=False, masks=None):
+        seen.append(len(coords))
+        return masks.clone(), torch.full((len(coords), 1), 0.9)
+
+    monkeypatch.setattr(tsam, "decode", decode)
+    t = SAMTeacher(variant="vit_tiny", mask_prompts=True, nominal_diameter=nominal, iou_thresh=0.5)
+    inst = t.predict_with_prompts(np.zeros((300, 260, 3), np.uint8), Instances.from_labels(truth))
+    assert len(seen) > 1  # several tiles
+    assert inst.n == truth.max()
+    assert evaluate_image(truth, inst.labels, (0.75,))["scores"][0.75]["f1"] == 1.0
+
+
+def test_a_training_step_with_mask_prompts_trains_the_mask_encoder(tmp_path, monkeypatch):
+    import teachers.sam_train as st
+
+    samples = _write_samples(tmp_path / "data")
+    calls = []
+    perturb = st.perturb_labels
+    monkeypatch.setattr(st, "perturb_labels", lambda *a: calls.append(a[0].shape) or perturb(*a))
+    t = SAMTeacher(variant="vit_tiny", mask_prompts=True)
+    before = {k: v.clone() for k, v in t.sam.prompt_encoder.mask_downscaling.state_dict().items()}
+    st.train_sam(
+        t,
+        samples,
+        samples[:1],
+        tmp_path / "work",
+        max_steps=1,
+        crops_per_step=1,
+        prompts_per_crop=4,
+        mask_prob=1.0,
+        calibrate_images=0,
+    )
+    after = t.sam.prompt_encoder.mask_downscaling.state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in after.items())
+    # one perturbed crop for the step, one perturbed val image for its validation
+    assert calls[0][0] <= t.img_size and calls[1] == (96, 96)
+
+
+@pytest.mark.parametrize("mask_prompts", [False, True])
+def test_eval_sam_scores_sam_against_its_prompts(tmp_path, mask_prompts):
+    """``tools/eval_sam.py``: the true cells prompt SAM; a mask-prompt SAM gets imperfect
+    copies of them instead (else the true masks would answer themselves)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import eval_sam
+
+    _write_samples(tmp_path / "data")
+    cfg = tmp_path / "sam.py"
+    cfg.write_text(f"teacher = dict(type='sam', variant='vit_tiny', mask_prompts={mask_prompts})")
+    ckpt = tmp_path / "sam.pth"
+    torch.save(SAMTeacher(variant="vit_tiny").sam.state_dict(), ckpt)
+    out = tmp_path / "out.json"
+    argv = [str(cfg), "--checkpoint", str(ckpt), "--split", str(tmp_path / "data")]
+    assert eval_sam.main([*argv, "--prompts", "gt", "--threads", "1", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["sources"]["gt"]
+    assert row["n_images"] == 2 and row["sam_s_per_mpx"] > 0
+    if mask_prompts:
+        assert row["prompts"]["f1_50"] > 0.8 and row["prompts"]["f1_75"] < 1.0
+    else:
+        assert row["prompts"] == {"f1_50": 1.0, "f1_75": 1.0}

@@ -4,7 +4,9 @@
         --prompts work/pseudo/val/cache/flowunet [--prompts gt] [--json OUT]
 
 ``--prompts`` is a folder of label images ``<id>_label.tiff`` (e.g. a teacher's cached outputs
-from ``tools/pseudo_label.py``) or ``gt`` for the true cells (the upper bound). For each
+from ``tools/pseudo_label.py``) or ``gt`` for the true cells (the upper bound; for a teacher with
+``mask_prompts``, imperfect copies of the true cells as in its validation, since the true masks
+would answer themselves). For each
 prompt source it prints the mean per-image challenge F1@0.5/0.75 of SAM prompted with those
 cells' centroids and of the prompting cells themselves, and SAM's seconds per megapixel.
 """
@@ -27,13 +29,16 @@ from teachers.train import load_config
 
 
 def evaluate_prompts(teacher, samples, prompts: str) -> dict:
+    from teachers.sam_prompts import perturb_labels
+
     f = {"sam": [], "prompts": []}
     secs = mpx = 0.0
+    rng = np.random.default_rng(0)
     for s in samples:
         image = read_image(s.image)
         truth = read_labels(s.label, shape=image.shape[:2])
         if prompts == "gt":
-            cells = truth
+            cells = perturb_labels(truth, rng) if teacher.mask_prompts else truth
         else:
             path = find_label(Path(prompts), s.id)
             if path is None:
