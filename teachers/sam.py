@@ -71,7 +71,12 @@ class SAMTeacher(Teacher):
         checkpoint: local weights to start from (official ``.pth``), or None.
         freeze_encoder: train only prompt encoder + mask decoder (default: True when
             ``checkpoint`` is given, else False).
-        nominal_diameter: median cell diameter (px) the encoder sees after rescaling.
+        nominal_diameter: median cell diameter (px) the encoder sees after rescaling, in
+            training.
+        infer_diameter: the same at inference; None = the value calibrated on the training
+            images and stored in the checkpoint (:func:`teachers.sam_train.calibrate_zoom`),
+            else ``nominal_diameter``. A larger zoom gives finer masks (2 px per mask pixel
+            for ``vit_tiny``) and costs time.
         scale_limits: bounds of the rescaling factor.
         tile_overlap: overlap of encoder tiles, in rescaled px (> the largest cell).
         multimask: predict three masks and keep the one with the best predicted IoU
@@ -106,6 +111,7 @@ class SAMTeacher(Teacher):
         checkpoint: str | None = None,
         freeze_encoder: bool | None = None,
         nominal_diameter: float = 20.0,
+        infer_diameter: float | None = None,
         scale_limits: tuple[float, float] = (0.25, 4.0),
         tile_overlap: int = 48,
         multimask: bool = False,
@@ -136,6 +142,8 @@ class SAMTeacher(Teacher):
         self.checkpoint = checkpoint
         self.freeze_encoder = checkpoint is not None if freeze_encoder is None else freeze_encoder
         self.nominal_diameter = float(nominal_diameter)
+        self.infer_diameter_cfg = infer_diameter
+        self.infer_diameter = float(nominal_diameter if infer_diameter is None else infer_diameter)
         self.scale_limits = (float(scale_limits[0]), float(scale_limits[1]))
         self.tile_overlap = int(tile_overlap)
         self.multimask = bool(multimask)
@@ -168,11 +176,14 @@ class SAMTeacher(Teacher):
         return train_sam(self, train, val, Path(work_dir), resume=resume, **self.train_cfg)
 
     def load(self, checkpoint: Path) -> None:
+        """Load weights; calibrated settings stored with them apply unless the config sets them."""
         stored = load_sam_weights(self.sam, checkpoint)
         if self.mask_threshold is not None:
             self.sam.mask_threshold = float(self.mask_threshold)
-        elif stored is not None:
-            self.sam.mask_threshold = stored
+        elif "mask_threshold" in stored:
+            self.sam.mask_threshold = stored["mask_threshold"]
+        if self.infer_diameter_cfg is None:
+            self.infer_diameter = stored.get("infer_diameter", self.nominal_diameter)
         self.sam.eval()
 
     def predict(self, image: np.ndarray) -> Instances:
@@ -217,7 +228,7 @@ class SAMTeacher(Teacher):
             return self.predict(image)
         plist = [prompts] if isinstance(prompts, Instances) else list(prompts)
         diam = np.concatenate([equivalent_diameters(p.labels) for p in plist] + [np.zeros(0)])
-        scale = prompt_scale(diam, self.nominal_diameter, self.scale_limits)
+        scale = prompt_scale(diam, self.infer_diameter, self.scale_limits)
         if (self.use_boxes or self.mask_prompts) and len(plist) == 1:
             p = plist[0]
             boxes = p.bboxes() if self.use_boxes else None
@@ -275,7 +286,7 @@ class SAMTeacher(Teacher):
         pts = (points + 0.5) * np.array([sy, sx]) - 0.5
         tiles = tile_grid((h2, w2), self.img_size, self.tile_overlap)
         owner = tile_centroid_owner(pts, tiles)
-        neg_r = self.neg_radius * self.nominal_diameter
+        neg_r = self.neg_radius * self.infer_diameter
         masks: list[tuple[int, int, np.ndarray]] = []
         scores: list[float] = []
         for ti, tile in enumerate(tiles):

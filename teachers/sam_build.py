@@ -161,11 +161,16 @@ sam_registry = {
 }
 
 
-def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> float | None:
+# Inference settings calibrated after training and stored in a cellfuse SAM checkpoint.
+CALIBRATED = ("mask_threshold", "infer_diameter")
+
+
+def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> dict[str, float]:
     """Load a local state dict (official ``.pth`` or a cellfuse checkpoint's ``model``).
 
     Returns:
-        The calibrated ``mask_threshold`` stored in a cellfuse checkpoint, else None.
+        The calibrated settings (:data:`CALIBRATED`) stored in a cellfuse checkpoint; empty
+        for an official checkpoint.
 
     Raises:
         FileNotFoundError: ``checkpoint`` does not exist (nothing is ever downloaded).
@@ -178,9 +183,9 @@ def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> float | No
             "and pass its local path; nothing is downloaded)"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
-    stored = None
+    stored: dict[str, float] = {}
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        stored = state.get("mask_threshold")
+        stored = {k: float(state[k]) for k in CALIBRATED if state.get(k) is not None}
         state = state["model"]
     own = sam.state_dict()
     missing = [k for k in own if k not in state]
@@ -198,4 +203,4 @@ def load_sam_weights(sam: torch.nn.Module, checkpoint: str | Path) -> float | No
             f"{len(shapes)} shape mismatches (first: {shapes[:3]})"
         )
     sam.load_state_dict(state)
-    return None if stored is None else float(stored)
+    return stored

@@ -257,6 +257,8 @@ def test_training_steps_checkpoint_and_resume(tmp_path):
     stored = torch.load(best, weights_only=True)
     assert stored["mask_threshold"] == t3.sam.mask_threshold
     assert set(stored["mask_threshold_f1_75"]) == {"0.5", "0.0", "-0.5", "-1.0", "-1.5", "-2.0"}
+    assert set(stored["infer_diameter_f1_75"]) == {"20.0", "25.0", "30.0"}  # nominal 20 x ZOOMS
+    assert t3.infer_diameter == stored["infer_diameter"]
 
 
 def test_mask_threshold_is_calibrated_stored_and_overridable(tmp_path, monkeypatch):
@@ -276,7 +278,7 @@ def test_mask_threshold_is_calibrated_stored_and_overridable(tmp_path, monkeypat
     ckpt = tmp_path / "best.pth"
     torch.save({"model": t.sam.state_dict()}, ckpt)
     assert SAMTeacher(variant="vit_tiny").sam.mask_threshold == 0.0  # SAM's own default
-    st.store_mask_threshold(ckpt, thr, scores)
+    st.store_calibration(ckpt, "mask_threshold", thr, scores)
     loaded = SAMTeacher(variant="vit_tiny")
     loaded.load(ckpt)
     assert loaded.sam.mask_threshold == -1.0
@@ -459,3 +461,34 @@ def test_eval_sam_scores_sam_against_its_prompts(tmp_path, mask_prompts):
         assert row["prompts"]["f1_50"] > 0.8 and row["prompts"]["f1_75"] < 1.0
     else:
         assert row["prompts"] == {"f1_50": 1.0, "f1_75": 1.0}
+
+
+def test_inference_zoom_is_calibrated_stored_and_overridable(tmp_path, monkeypatch):
+    import teachers.sam_train as st
+
+    t = SAMTeacher(variant="vit_tiny", nominal_diameter=20.0)
+    monkeypatch.setattr(
+        st,
+        "evaluate_sam",
+        lambda teacher, samples, max_images=None: {"f1_75": -abs(teacher.infer_diameter - 25)},
+    )
+    diam, scores = st.calibrate_zoom(t, ["s"])
+    assert diam == 25.0 and t.infer_diameter == 25.0 and sorted(scores) == [20.0, 25.0, 30.0]
+    ckpt = tmp_path / "best.pth"
+    torch.save({"model": t.sam.state_dict()}, ckpt)
+    st.store_calibration(ckpt, "infer_diameter", diam, scores)
+    loaded = SAMTeacher(variant="vit_tiny", nominal_diameter=20.0)
+    loaded.load(ckpt)
+    assert loaded.infer_diameter == 25.0
+    pinned = SAMTeacher(variant="vit_tiny", nominal_diameter=20.0, infer_diameter=20.0)
+    pinned.load(ckpt)  # the config wins over the checkpoint
+    assert pinned.infer_diameter == 20.0
+    # prediction zooms so the median prompt cell is infer_diameter wide
+    scales = []
+    monkeypatch.setattr(
+        loaded, "predict_points", lambda image, pts, scale, *a: scales.append(scale)
+    )
+    labels = np.zeros((100, 100), np.uint16)
+    labels[10:20, 10:20], labels[50:60, 50:60] = 1, 2  # equivalent diameter 11.28 px
+    loaded.predict_with_prompts(np.zeros((100, 100, 3), np.uint8), Instances.from_labels(labels))
+    assert scales == [pytest.approx(25.0 / (2 * np.sqrt(100 / np.pi)))]

@@ -1,18 +1,19 @@
-"""Calibrate a trained SAM checkpoint's mask threshold on the training images.
+"""Calibrate a trained SAM checkpoint's mask threshold and inference zoom on the training images.
 
 ``python tools/calibrate_sam.py CONFIG --checkpoint work/teachers/sam_tiny_cpu/best.pth``
 
 Training does this itself at its end (``teacher.train.calibrate_images``); this tool does it
 for a checkpoint trained before, or again with more images. The threshold is chosen with
-ground-truth centroids as prompts on the config's *training* images (never val) and written
-into the checkpoint, which every later ``load`` picks up.
+ground-truth cells as prompts on the config's *training* images (never val), then the zoom
+(cell diameter at inference) likewise; both are written into the checkpoint, which every later
+``load`` picks up (a value set in the config wins).
 """
 
 import argparse
 import logging
 
 from teachers import load_teacher
-from teachers.sam_train import calibrate_mask_threshold, store_mask_threshold
+from teachers.sam_train import calibrate_and_store
 from teachers.train import load_config, resolve_splits
 
 
@@ -26,12 +27,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
-    tcfg = dict(cfg.teacher.to_dict(), mask_threshold=0.0)
-    teacher = load_teacher(tcfg, args.checkpoint)
+    tcfg = cfg.teacher.to_dict()
+    teacher = load_teacher(dict(tcfg, mask_threshold=0.0, infer_diameter=None), args.checkpoint)
+    teacher.mask_threshold = tcfg.get("mask_threshold")  # calibrated, unless the config pins it
+    teacher.infer_diameter = teacher.nominal_diameter  # the zoom is calibrated at the threshold
+    noise = {
+        k: v for k, v in tcfg.get("train", {}).items() if k in ("mask_noise", "mask_merge_prob")
+    }
     train, _ = resolve_splits(cfg.data)
-    thr, scores = calibrate_mask_threshold(teacher, train, max_images=args.images)
-    store_mask_threshold(args.checkpoint, thr, scores)
-    print(f"{args.checkpoint}: mask_threshold = {thr} (train F1@0.75 {scores})")
+    found = calibrate_and_store(teacher, train, args.checkpoint, args.images, **noise)
+    print(f"{args.checkpoint}: {found}")
 
 
 if __name__ == "__main__":
