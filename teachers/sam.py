@@ -167,6 +167,7 @@ class SAMTeacher(Teacher):
         if self.tile_overlap >= self.img_size:
             raise ConfigError(f"tile_overlap {tile_overlap} must be < img_size {self.img_size}")
         self._prompt_teacher: Teacher | None = None
+        self._warned_merge = False
 
     # -- Teacher interface
 
@@ -234,6 +235,13 @@ class SAMTeacher(Teacher):
             boxes = p.bboxes() if self.use_boxes else None
             prior = p.labels if self.mask_prompts else None
             return self.predict_points(image, p.centroids(), scale, boxes, prior)
+        if self.mask_prompts and len(plist) > 1 and not self._warned_merge:
+            self._warned_merge = True
+            log.warning(
+                "SAM mask_prompts needs the prompts as one Instances; got %d: prompting with "
+                "their merged centroids only (ensemble.fusion.merge_for_prompts makes one)",
+                len(plist),
+            )
         points = merge_prompt_points([p.centroids() for p in plist], self.merge_radius)
         return self.predict_points(image, points, scale)
 

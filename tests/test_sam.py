@@ -389,7 +389,7 @@ def test_training_mask_prompts_are_the_prior_cell_under_each_point():
 
 
 @pytest.mark.parametrize("nominal", [16.0, 32.0])
-def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, nominal):
+def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, caplog, nominal):
     """A decoder that answers with its mask prompt gives back the prompting cells, on every
     tile and at every zoom: each prompt gets its own cell's mask."""
     from cellfuse.metric import evaluate_image
@@ -408,6 +408,14 @@ def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, no
     assert len(seen) > 1  # several tiles
     assert inst.n == truth.max()
     assert evaluate_image(truth, inst.labels, (0.75,))["scores"][0.75]["f1"] == 1.0
+    # prompts from several teachers carry no one mask per point: merged centroids, a warning
+    seen.clear()
+    with caplog.at_level("WARNING", logger="teachers.sam"):
+        monkeypatch.setattr(tsam, "decode", _fake_decode(radius=5.0)[0])
+        two = t.predict_with_prompts(
+            np.zeros((300, 260, 3), np.uint8), [Instances.from_labels(truth)] * 2
+        )
+    assert two.n == truth.max() and "mask_prompts needs the prompts as one Instances" in caplog.text
 
 
 def test_a_training_step_with_mask_prompts_trains_the_mask_encoder(tmp_path, monkeypatch):
