@@ -21,6 +21,11 @@ Two more views of the fusion:
   again with the predictor's parameters (every cell with enough vote, nothing ignored), with
   the weights recorded in the manifest — the ensemble as a segmenter, comparable with each
   teacher's row.
+
+And the ceiling of any vote: ``found_by_any``, the share of true cells that at least one
+teacher found (IoU >= 0.5, all true cells counted). A fusion only chooses among the
+teachers' cells, so its recall cannot pass this; when it is close to the best teacher's
+recall, the teachers miss the same cells and no weighting will gain much.
 """
 
 from __future__ import annotations
@@ -110,9 +115,9 @@ def pseudo_quality(
     Returns:
         ``{"n_images", "n_true", "teachers": {name: scores}, "fused": scores + "kept_fraction",
         "ignored_px_fraction", "pixel_accuracy_outside_ignore", "fused_seen": scores +
-        "true_cells_seen", ["fused_predict": scores,] "missing"}``.
+        "true_cells_seen", "found_by_any", ["fused_predict": scores,] "missing"}``.
     """
-    from cellfuse.metric import evaluate_image
+    from cellfuse.metric import evaluate_image, iou_matrix
     from ensemble.manifest import Manifest
 
     pseudo_dir, truth_dir = Path(pseudo_dir), Path(truth_dir)
@@ -126,12 +131,13 @@ def pseudo_quality(
     n_seen = 0
     entries = Manifest(pseudo_dir / "manifest.jsonl").latest() if fusion_predict else {}
     missing: dict[str, list[str]] = {s: [] for s in sources}
-    n_true = 0
+    n_true = found_any = 0
     clusters = confident = 0
     ignored = total = correct = counted = 0
     for iid, tpath in truth.items():
         t = read_labels(tpath)
         n_true += int(np.unique(t[t > 0]).size)
+        found = np.zeros(int(t.max()) + 1, bool)  # true ids some teacher found
         for name, folder in sources.items():
             p_path = find_label(folder, iid)
             try:
@@ -143,7 +149,11 @@ def pseudo_quality(
                 missing[name].append(iid)
                 p = np.zeros_like(t)
             scores[name].append(evaluate_image(t, p, THRESHOLDS)["scores"])
-            if name != "fused" or p_path is None:
+            if name != "fused":
+                if p.any() and t.any():
+                    found[1:] |= iou_matrix(t, p).max(axis=1) >= 0.5
+                continue
+            if p_path is None:
                 continue
             conf = pseudo_dir / f"{iid}_conf.json"
             if conf.is_file():
@@ -171,6 +181,7 @@ def pseudo_quality(
             keep = ~ign
             correct += int(((p > 0) == (t > 0))[keep].sum())
             counted += int(keep.sum())
+        found_any += int(found[np.unique(t[t > 0])].sum())
     out: dict[str, Any] = {"n_images": len(truth), "n_true": n_true, "teachers": {}}
     for name in teachers:
         out["teachers"][name] = _summarise(scores[name])
@@ -180,6 +191,7 @@ def pseudo_quality(
     fused["pixel_accuracy_outside_ignore"] = round(correct / counted, 4) if counted else 0.0
     out["fused"] = fused
     out["fused_seen"] = {**_summarise(seen), "true_cells_seen": n_seen}
+    out["found_by_any"] = round(found_any / n_true, 4) if n_true else 0.0
     if fusion_predict is not None:
         out["fused_predict"] = _summarise(predicted)
     out["missing"] = {k: len(v) for k, v in missing.items() if v}

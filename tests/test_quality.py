@@ -80,6 +80,19 @@ def test_quality_scores_teachers_confident_cells_seen_cells_and_the_predictor(tm
     assert q["fused_predict"]["f1@0.5"] == 1.0
     assert q["fused_predict"]["n_pred"] == 3
     assert q["missing"] == {}
+    assert q["found_by_any"] == 1.0  # teacher "one" found all three
+
+
+def test_found_by_any_is_the_share_of_true_cells_some_teacher_found(tmp_path):
+    out, truth = _pseudo_folder(tmp_path)
+    extra = paint_discs(SHAPE, np.array([[50, 20]]), np.array([6.0]))
+    both = labels_of(0, 1, 2)
+    both[extra > 0] = 4  # a fourth true cell that no teacher found
+    write_labels(truth / "img_label.tiff", both)
+    write_labels(out / "cache" / "one" / "img_label.tiff", labels_of(0))  # one finds cell 1
+    q = pseudo_quality(out, truth)
+    assert q["n_true"] == 4
+    assert q["found_by_any"] == pytest.approx(2 / 4)  # cell 1 (both), cell 2 (two)
 
 
 def test_quality_without_predictor_params_has_no_predict_row(tmp_path):
