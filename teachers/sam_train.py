@@ -583,7 +583,7 @@ def train_sam(
         sam.train()
         crops, prompts = [], []
         use_box = rng.random() < box_prob
-        use_mask = rng.random() < mask_prob
+        use_mask = mask_prob > 0 and rng.random() < mask_prob  # no draw: old runs replay
         while len(crops) < crops_per_step:
             it = items[int(rng.choice(len(items), p=prob))]
             img, lab = augment(
