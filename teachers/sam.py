@@ -4,8 +4,9 @@ SAM answers a point prompt with a mask and a predicted IoU. Here it refines the 
 teachers' detections: each detected cell's centroid becomes a positive point, its nearest
 neighbours' centroids optional negative points, optionally its box and its mask (SAM's
 dense mask prompt: SAM then corrects the prompting teacher's mask, ``mask_prompts``), and
-the masks are resolved into one label image by predicted IoU. Built from segment-anything's own classes (``Sam``,
-``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``, ``TwoWayTransformer``).
+the masks are resolved into one label image by predicted IoU. Built from segment-anything's
+own classes (``Sam``, ``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``,
+``TwoWayTransformer``).
 
 Variants (``sam_registry``): the official ``vit_b``/``vit_l``/``vit_h`` (exact official
 architecture, so the released ``.pth`` files load; their mask decoder is fine-tuned) and
