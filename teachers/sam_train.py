@@ -280,6 +280,16 @@ def sam_loss(
 # ----------------------------------------------------------------------------- validation
 
 
+def prompt_noise(train_cfg: dict | None) -> dict[str, float]:
+    """``mask_noise`` and ``mask_merge_prob`` of a teacher's ``train`` config (with the
+    defaults of :func:`train_sam`): how its validation perturbs the true cells."""
+    cfg = dict(train_cfg or {})
+    return {
+        "mask_noise": cfg.get("mask_noise", 0.1),
+        "mask_merge_prob": cfg.get("mask_merge_prob", 0.1),
+    }
+
+
 def evaluate_sam(
     teacher: SAMTeacher,
     val: list,

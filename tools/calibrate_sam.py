@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from teachers import load_teacher
-from teachers.sam_train import calibrate_and_store
+from teachers.sam_train import calibrate_and_store, prompt_noise
 from teachers.train import load_config, resolve_splits
 
 
@@ -31,9 +31,7 @@ def main(argv=None):
     teacher = load_teacher(dict(tcfg, mask_threshold=0.0, infer_diameter=None), args.checkpoint)
     teacher.mask_threshold = tcfg.get("mask_threshold")  # calibrated, unless the config pins it
     teacher.infer_diameter = teacher.nominal_diameter  # the zoom is calibrated at the threshold
-    noise = {
-        k: v for k, v in tcfg.get("train", {}).items() if k in ("mask_noise", "mask_merge_prob")
-    }
+    noise = prompt_noise(tcfg.get("train"))
     train, _ = resolve_splits(cfg.data)
     found = calibrate_and_store(teacher, train, args.checkpoint, args.images, **noise)
     print(f"{args.checkpoint}: {found}")

@@ -28,9 +28,13 @@ from teachers import load_teacher
 from teachers.train import load_config
 
 
-def evaluate_prompts(teacher, samples, prompts: str) -> dict:
+def evaluate_prompts(teacher, samples, prompts: str, noise: dict | None = None) -> dict:
+    """``noise``: ``mask_noise`` / ``mask_merge_prob`` of the perturbed true cells that prompt a
+    mask-prompt teacher for ``prompts == "gt"`` (default: its validation's, ``prompt_noise``)."""
     from teachers.sam_prompts import perturb_labels
+    from teachers.sam_train import prompt_noise
 
+    noise = noise or prompt_noise(teacher.train_cfg)
     f = {"sam": [], "prompts": []}
     secs = mpx = 0.0
     rng = np.random.default_rng(0)
@@ -38,7 +42,9 @@ def evaluate_prompts(teacher, samples, prompts: str) -> dict:
         image = read_image(s.image)
         truth = read_labels(s.label, shape=image.shape[:2])
         if prompts == "gt":
-            cells = perturb_labels(truth, rng) if teacher.mask_prompts else truth
+            cells = truth
+            if teacher.mask_prompts:
+                cells = perturb_labels(truth, rng, noise["mask_noise"], noise["mask_merge_prob"])
         else:
             path = find_label(Path(prompts), s.id)
             if path is None:
