@@ -408,6 +408,13 @@ def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, ca
     assert len(seen) > 1  # several tiles
     assert inst.n == truth.max()
     assert evaluate_image(truth, inst.labels, (0.75,))["scores"][0.75]["f1"] == 1.0
+    # an absent id (NaN centroid) is skipped and the other prompts keep their own masks
+    gappy = truth.copy()
+    gappy[gappy == 3] = 0
+    prompts = Instances(gappy, np.ones(int(gappy.max()), np.float32))
+    inst = t.predict_with_prompts(np.zeros((300, 260, 3), np.uint8), prompts)
+    assert inst.n == truth.max() - 1
+    assert evaluate_image(gappy, inst.labels, (0.75,))["scores"][0.75]["f1"] == 1.0
     # prompts from several teachers carry no one mask per point: merged centroids, a warning
     seen.clear()
     with caplog.at_level("WARNING", logger="teachers.sam"):
