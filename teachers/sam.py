@@ -319,6 +319,9 @@ class SAMTeacher(Teacher):
                 max(0, int(np.floor((xs.start + 0.5) / sx - 0.5))),
                 min(w, int(np.ceil((xs.stop - 0.5) / sx + 0.5))),
             )
+            if prior is not None:  # the tile's prompting cells in the (padded) encoder frame
+                frame = torch.zeros((self.img_size, self.img_size))
+                frame[: ys.stop - ys.start, : xs.stop - xs.start] = prior_t[ys, xs]
             for b0 in range(0, sel.size, self.prompt_batch):
                 batch = sel[b0 : b0 + self.prompt_batch]
                 neg_idx = None
@@ -333,8 +336,6 @@ class SAMTeacher(Teacher):
                     box_t = torch.from_numpy(b[:, [1, 0, 3, 2]].astype(np.float32)).to(self.device)
                 mask_t = None
                 if prior is not None:
-                    frame = torch.zeros((self.img_size, self.img_size))
-                    frame[: ys.stop - ys.start, : xs.stop - xs.start] = prior_t[ys, xs]
                     ids = torch.from_numpy(prior_ids[batch].astype(np.float32))
                     mask_t = mask_prompt_input(frame[None] == ids[:, None, None], self.sam)
                     mask_t = mask_t.to(self.device)

@@ -135,11 +135,17 @@ def paint_masks(
     return Instances(labels, np.asarray(kept, np.float32))
 
 
+# Default errors of the imperfect label copies (:func:`perturb_labels`): boundary and shift
+# noise in cell radii, and the share of touching pairs merged.
+MASK_NOISE = 0.1
+MASK_MERGE_PROB = 0.1
+
+
 def perturb_labels(
     labels: np.ndarray,
     rng: np.random.Generator,
-    noise: float = 0.1,
-    merge_prob: float = 0.1,
+    noise: float = MASK_NOISE,
+    merge_prob: float = MASK_MERGE_PROB,
 ) -> np.ndarray:
     """An imperfect copy of a label image, as another teacher would segment it.
 

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from cellfuse.instances import Instances, centroids
 from teachers.sam import SAMTeacher
 from teachers.sam_prompts import (
+    MASK_MERGE_PROB,
+    MASK_NOISE,
     decode,
     encode,
     equivalent_diameters,
@@ -285,17 +287,32 @@ def prompt_noise(train_cfg: dict | None) -> dict[str, float]:
     defaults of :func:`train_sam`): how its validation perturbs the true cells."""
     cfg = dict(train_cfg or {})
     return {
-        "mask_noise": cfg.get("mask_noise", 0.1),
-        "mask_merge_prob": cfg.get("mask_merge_prob", 0.1),
+        "mask_noise": cfg.get("mask_noise", MASK_NOISE),
+        "mask_merge_prob": cfg.get("mask_merge_prob", MASK_MERGE_PROB),
     }
+
+
+def truth_prompts(
+    teacher: SAMTeacher,
+    truth: np.ndarray,
+    rng: np.random.Generator,
+    mask_noise: float = MASK_NOISE,
+    mask_merge_prob: float = MASK_MERGE_PROB,
+) -> np.ndarray:
+    """The true cells as prompts for ``teacher``: as they are, or for a teacher with
+    ``mask_prompts`` an imperfect copy (:func:`perturb_labels`), since the true masks would
+    answer themselves."""
+    if not teacher.mask_prompts:
+        return truth
+    return perturb_labels(truth, rng, mask_noise, mask_merge_prob)
 
 
 def evaluate_sam(
     teacher: SAMTeacher,
     val: list,
     max_images: int | None = None,
-    mask_noise: float = 0.1,
-    mask_merge_prob: float = 0.1,
+    mask_noise: float = MASK_NOISE,
+    mask_merge_prob: float = MASK_MERGE_PROB,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Mean per-image challenge F1@0.5/0.75 with ground-truth cells as prompts.
@@ -315,9 +332,7 @@ def evaluate_sam(
     for s in val:
         img = read_image(s.image)
         gt = read_labels(s.label, shape=img.shape[:2])
-        cells = gt
-        if teacher.mask_prompts:
-            cells = perturb_labels(gt, rng, mask_noise, mask_merge_prob)
+        cells = truth_prompts(teacher, gt, rng, mask_noise, mask_merge_prob)
         pred = teacher.predict_with_prompts(img, Instances.from_labels(cells))
         r = evaluate_image(gt, pred.labels, thresholds=(0.5, 0.75))["scores"]
         f50.append(r[0.5]["f1"])
@@ -474,8 +489,8 @@ def train_sam(
     neg_prob: float = 0.5,
     box_prob: float = 0.0,
     mask_prob: float = 0.0,
-    mask_noise: float = 0.1,
-    mask_merge_prob: float = 0.1,
+    mask_noise: float = MASK_NOISE,
+    mask_merge_prob: float = MASK_MERGE_PROB,
     scale_jitter: float = 0.3,
     modality_weights: dict[str, float] | None = None,
     val_every_min: float = 6.0,

@@ -28,13 +28,12 @@ from teachers import load_teacher
 from teachers.train import load_config
 
 
-def evaluate_prompts(teacher, samples, prompts: str, noise: dict | None = None) -> dict:
-    """``noise``: ``mask_noise`` / ``mask_merge_prob`` of the perturbed true cells that prompt a
-    mask-prompt teacher for ``prompts == "gt"`` (default: its validation's, ``prompt_noise``)."""
-    from teachers.sam_prompts import perturb_labels
-    from teachers.sam_train import prompt_noise
+def evaluate_prompts(teacher, samples, prompts: str) -> dict:
+    """For ``prompts == "gt"`` a mask-prompt teacher gets imperfect copies of the true cells,
+    with its validation's noise (``truth_prompts``, ``prompt_noise``)."""
+    from teachers.sam_train import prompt_noise, truth_prompts
 
-    noise = noise or prompt_noise(teacher.train_cfg)
+    noise = prompt_noise(teacher.train_cfg)
     f = {"sam": [], "prompts": []}
     secs = mpx = 0.0
     rng = np.random.default_rng(0)
@@ -42,9 +41,7 @@ def evaluate_prompts(teacher, samples, prompts: str, noise: dict | None = None) 
         image = read_image(s.image)
         truth = read_labels(s.label, shape=image.shape[:2])
         if prompts == "gt":
-            cells = truth
-            if teacher.mask_prompts:
-                cells = perturb_labels(truth, rng, noise["mask_noise"], noise["mask_merge_prob"])
+            cells = truth_prompts(teacher, truth, rng, **noise)
         else:
             path = find_label(Path(prompts), s.id)
             if path is None:
