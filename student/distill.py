@@ -17,7 +17,10 @@ only what differs:
   (within each group, the teacher's modality oversampling and size weighting); with
   ``finetune_fraction`` the last part of the budget draws labeled crops only;
 - the loss: the teacher's (flow MSE / 2 + BCE) weighted per pixel, normalised by the pixel
-  count so that weights keep their meaning across batches;
+  count so that weights keep their meaning across batches; with ``soft_teacher`` (a trained
+  flow network of this family, e.g. a big long-trained one) its output maps on the same
+  augmented crop are soft targets as well (:func:`soft_loss`, times ``soft_weight``), on
+  every pixel of every crop, ignore mask included: knowledge distillation proper;
 - validation and inference go through :class:`student.predictor.StudentPredictor`, the
   same code path as deployment, so the selected checkpoint is the best *deployed* model.
 
@@ -134,6 +137,9 @@ class StudentTrainer(FlowUNetTeacher):
             pseudo-labels pre-train, the labels fine-tune (the student ends on the truth's
             conventions, not the teachers'). 0 = mix throughout.
         max_pseudo: use at most this many pseudo-labeled images (None: all).
+        soft_teacher: a student-family training checkpoint (``best.pth`` or its work dir)
+            whose output maps are soft targets; it must share ``nominal_diameter``.
+        soft_weight: weight of the soft-target loss.
         postprocess: :class:`student.postprocess.PostProcess` fields.
         batch: tiles per network call at inference.
         **kwargs: :class:`FlowUNetTeacher` arguments (nominal_diameter, crop, batch_size, lr,
@@ -153,6 +159,8 @@ class StudentTrainer(FlowUNetTeacher):
         labeled_fraction: float = 0.5,
         finetune_fraction: float = 0.0,
         max_pseudo: int | None = None,
+        soft_teacher: str | None = None,
+        soft_weight: float = 1.0,
         postprocess: dict[str, Any] | None = None,
         batch: int = 4,
         overlap: int = 64,
@@ -182,6 +190,23 @@ class StudentTrainer(FlowUNetTeacher):
         self.finetune_fraction = float(finetune_fraction)
         self.max_pseudo = max_pseudo
         self.infer_batch = int(batch)
+        self.soft_weight = float(soft_weight)
+        self.soft_net = self._load_soft_teacher(soft_teacher) if soft_teacher else None
+
+    def _load_soft_teacher(self, checkpoint: str | Path) -> StudentNet:
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = path / "best.pth"
+        net, meta = load_student(path)
+        d = float(meta.get("nominal_diameter") or 0.0)
+        if abs(d - self.nominal_diameter) > 1e-6:
+            raise ConfigError(
+                f"{path}: soft teacher works at cell diameter {d} px, the student at "
+                f"{self.nominal_diameter}; soft targets need the same scale"
+            )
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net.to(self.device).eval()
 
     # ------------------------------------------------------------------ network
 
@@ -347,6 +372,16 @@ class StudentTrainer(FlowUNetTeacher):
             tgts.append(t)
         return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tgts))
 
+    def train_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The weighted hard-target loss, plus the soft teacher's when there is one."""
+        out = self.net(x)
+        loss = self.loss(out, y)
+        if self.soft_net is None:
+            return loss
+        with torch.no_grad():
+            soft = self.soft_net(x)
+        return loss + self.soft_weight * soft_loss(out, soft)
+
     @staticmethod
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-pixel weighted cellpose loss; ``target[:, 3]`` is the weight (1 when absent)."""
@@ -356,6 +391,14 @@ class StudentTrainer(FlowUNetTeacher):
         flow_se = ((out[:, 1:3] - FLOW_SCALE * target[:, 1:3]) ** 2).mean(dim=1)
         bce = F.binary_cross_entropy_with_logits(out[:, 0], target[:, 0], reduction="none")
         return (w * (flow_se / 2.0 + bce)).mean()
+
+
+def soft_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """Distillation loss against a teacher's raw output maps (cell logit, 2 scaled flows):
+    flow MSE / 2 + BCE with the teacher's cell probability as the target."""
+    flow = F.mse_loss(out[:, 1:3], teacher_out[:, 1:3]) / 2.0
+    cell = F.binary_cross_entropy_with_logits(out[:, 0], torch.sigmoid(teacher_out[:, 0]))
+    return flow + cell
 
 
 def _n_pseudo(trainer: StudentTrainer) -> int:
@@ -415,4 +458,11 @@ def distill_file(config: str, work_dir: str, resume: str = "0") -> None:
     distill(load_config(config), work_dir, resume=resume == "1")
 
 
-__all__ = ["StudentTrainer", "distill", "distill_file", "list_pseudo", "pseudo_weight_map"]
+__all__ = [
+    "StudentTrainer",
+    "distill",
+    "distill_file",
+    "list_pseudo",
+    "pseudo_weight_map",
+    "soft_loss",
+]

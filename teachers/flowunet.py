@@ -451,6 +451,10 @@ class FlowUNetTeacher(Teacher):
         cell_loss = F.binary_cross_entropy_with_logits(out[:, 0], target[:, 0])
         return flow_loss + cell_loss
 
+    def train_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of one training batch (a hook: the student adds soft targets)."""
+        return self.loss(self.net(x), y)
+
     def lr_at(self, frac: float) -> float:
         """Linear warm-up for ``warmup_fraction``, then cosine to 0 at ``frac = 1``."""
         if frac < self.warmup_fraction:
@@ -533,7 +537,7 @@ class FlowUNetTeacher(Teacher):
                 weights = next(w for start, w in reversed(schedule) if progress() >= start)
                 x, y = self.make_batch(data, weights, rng)
                 x, y = x.to(self.device), y.to(self.device)
-                loss = self.loss(self.net(x), y)
+                loss = self.train_loss(x, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

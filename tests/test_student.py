@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import torch.nn.functional as F
 from conftest import DEMO
 from helpers import disc_labels, same_partition
 
@@ -15,7 +16,7 @@ from cellfuse.flows import labels_to_flows
 from cellfuse.io import read_image, read_labels, write_labels
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
-from student.distill import StudentTrainer, list_pseudo, pseudo_weight_map
+from student.distill import StudentTrainer, list_pseudo, pseudo_weight_map, soft_loss
 from student.model import (
     VARIANTS,
     StudentNet,
@@ -245,6 +246,60 @@ def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
     assert StudentTrainer(**{**kw, "pseudo": None}).prepare_data(train, None)[0]["source"] == (
         "labeled"
     )
+
+
+def test_soft_loss_is_stationary_exactly_at_the_teacher_output():
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 3, 8, 8)
+    for out, stationary in ((teacher.clone(), True), (teacher + 0.3, False)):
+        out.requires_grad_(True)
+        soft_loss(out, teacher).backward()
+        assert (out.grad.abs().max() < 1e-7) == stationary
+
+
+def _save_student(path, variant="flow_xs", nominal_diameter=17.0, seed=1):
+    torch.manual_seed(seed)
+    net = build_student(variant)
+    torch.save(
+        dict(state_dict=net.state_dict(), net=net.config(), nominal_diameter=nominal_diameter),
+        path,
+    )
+    return net.eval()
+
+
+def test_soft_teacher_targets_pull_the_student_to_the_teacher(tmp_path):
+    samples = list_samples(DEMO / "train", require_labels=True)
+    teacher = _save_student(tmp_path / "teacher.pth")
+    kw = dict(
+        variant="flow_xs",
+        crop=64,
+        batch_size=2,
+        max_steps=40,
+        num_threads=1,
+        labeled_weight=0.0,  # no hard targets: only the soft teacher teaches
+        soft_teacher=str(tmp_path / "teacher.pth"),
+    )
+    trainer = StudentTrainer(**kw)
+    data = trainer.prepare_data(samples[:2], None)
+    x, y = trainer.make_batch(data, trainer.sampling_weights(data), np.random.default_rng(0))
+    torch.manual_seed(trainer.seed)
+    trainer.net = trainer.build_net()
+    with torch.no_grad():
+        target = teacher(x)
+        expected = trainer.loss(trainer.net(x), y) + soft_loss(trainer.net(x), target)
+        assert torch.allclose(trainer.train_loss(x, y), expected)
+        before = F.mse_loss(trainer.net(x), target).item()
+    trainer.fit(samples[:2], [], tmp_path / "w")
+    trainer.net.eval()
+    with torch.no_grad():
+        after = F.mse_loss(trainer.net(x), target).item()
+    assert after < 0.5 * before
+    assert StudentTrainer(**{**kw, "soft_teacher": None}).soft_net is None
+    with pytest.raises(ConfigError, match="diameter"):
+        _save_student(tmp_path / "other.pth", nominal_diameter=30.0)
+        StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "other.pth")})
+    with pytest.raises(ConfigError, match="not found"):
+        StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "missing")})
 
 
 def test_distill_tool_config_inheritance():
