@@ -18,7 +18,7 @@ only what differs:
   ``finetune_fraction`` the last part of the budget draws labeled crops only;
 - the loss: the teacher's (flow MSE / 2 + BCE) weighted per pixel, normalised by the pixel
   count so that weights keep their meaning across batches; with ``soft_teacher`` (a trained
-  flow network of this family, e.g. a big long-trained one) its output maps on the same
+  flow network: a big long-trained student-family one, or the flow U-Net teacher) its output maps on the same
   augmented crop are soft targets as well (:func:`soft_loss`, times ``soft_weight``), on
   every pixel of every crop, ignore mask included: knowledge distillation proper;
 - validation and inference go through :class:`student.predictor.StudentPredictor`, the
@@ -137,8 +137,9 @@ class StudentTrainer(FlowUNetTeacher):
             pseudo-labels pre-train, the labels fine-tune (the student ends on the truth's
             conventions, not the teachers'). 0 = mix throughout.
         max_pseudo: use at most this many pseudo-labeled images (None: all).
-        soft_teacher: a student-family training checkpoint (``best.pth`` or its work dir)
-            whose output maps are soft targets; it must share ``nominal_diameter``.
+        soft_teacher: a trained flow network whose output maps are soft targets: a student's
+            or the flow U-Net teacher's ``best.pth`` (or its work dir); it must share
+            ``nominal_diameter``.
         soft_weight: weight of the soft-target loss.
         postprocess: :class:`student.postprocess.PostProcess` fields.
         batch: tiles per network call at inference.
@@ -193,15 +194,11 @@ class StudentTrainer(FlowUNetTeacher):
         self.soft_weight = float(soft_weight)
         self.soft_net = self._load_soft_teacher(soft_teacher) if soft_teacher else None
 
-    def _load_soft_teacher(self, checkpoint: str | Path) -> StudentNet:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / "best.pth"
-        net, meta = load_student(path)
-        d = float(meta.get("nominal_diameter") or 0.0)
+    def _load_soft_teacher(self, checkpoint: str | Path) -> torch.nn.Module:
+        net, d = load_flow_network(checkpoint)
         if abs(d - self.nominal_diameter) > 1e-6:
             raise ConfigError(
-                f"{path}: soft teacher works at cell diameter {d} px, the student at "
+                f"{checkpoint}: soft teacher works at cell diameter {d} px, the student at "
                 f"{self.nominal_diameter}; soft targets need the same scale"
             )
         for p in net.parameters():
@@ -393,6 +390,28 @@ class StudentTrainer(FlowUNetTeacher):
         return (w * (flow_se / 2.0 + bce)).mean()
 
 
+def load_flow_network(checkpoint: str | Path) -> tuple[torch.nn.Module, float]:
+    """The network and nominal cell diameter of a trained flow model: a student's or the flow
+    U-Net teacher's training checkpoint (``best.pth``), or the work dir that holds it. Both
+    output (cell logit, scaled flows) from the same prepared image at that diameter."""
+    from teachers.unet import UNet
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "best.pth"
+    if not path.is_file():
+        raise ConfigError(f"{path}: flow network checkpoint not found")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or not {"net", "state_dict", "nominal_diameter"} <= set(ck):
+        raise ConfigError(f"{path}: not a student or flow U-Net training checkpoint")
+    if "variant" in ck:
+        net, _ = load_student(path)
+    else:
+        net = UNet(**{"in_ch": 3, "out_ch": 3, **ck["net"]})
+        net.load_state_dict(ck["state_dict"])
+    return net.eval(), float(ck["nominal_diameter"])
+
+
 def soft_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
     """Distillation loss against a teacher's raw output maps (cell logit, 2 scaled flows):
     flow MSE / 2 + BCE with the teacher's cell probability as the target."""
@@ -463,6 +482,7 @@ __all__ = [
     "distill",
     "distill_file",
     "list_pseudo",
+    "load_flow_network",
     "pseudo_weight_map",
     "soft_loss",
 ]

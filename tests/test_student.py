@@ -16,7 +16,13 @@ from cellfuse.flows import labels_to_flows
 from cellfuse.io import read_image, read_labels, write_labels
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
-from student.distill import StudentTrainer, list_pseudo, pseudo_weight_map, soft_loss
+from student.distill import (
+    StudentTrainer,
+    list_pseudo,
+    load_flow_network,
+    pseudo_weight_map,
+    soft_loss,
+)
 from student.model import (
     VARIANTS,
     StudentNet,
@@ -261,7 +267,12 @@ def _save_student(path, variant="flow_xs", nominal_diameter=17.0, seed=1):
     torch.manual_seed(seed)
     net = build_student(variant)
     torch.save(
-        dict(state_dict=net.state_dict(), net=net.config(), nominal_diameter=nominal_diameter),
+        dict(
+            state_dict=net.state_dict(),
+            net=net.config(),
+            variant=variant,
+            nominal_diameter=nominal_diameter,
+        ),
         path,
     )
     return net.eval()
@@ -300,6 +311,23 @@ def test_soft_teacher_targets_pull_the_student_to_the_teacher(tmp_path):
         StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "other.pth")})
     with pytest.raises(ConfigError, match="not found"):
         StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "missing")})
+
+
+def test_the_flow_unet_teacher_is_a_soft_teacher_too(tmp_path):
+    teacher = FlowUNetTeacher(net=dict(widths=(8, 16), depth=1), num_threads=1)
+    teacher.net = teacher.build_net().eval()
+    (tmp_path / "w").mkdir()
+    torch.save(teacher._checkpoint(), tmp_path / "w" / "best.pth")
+    net, diameter = load_flow_network(tmp_path / "w")  # a work dir: its best.pth
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x), teacher.net(x))
+    assert diameter == teacher.nominal_diameter
+    trainer = StudentTrainer(variant="flow_xs", soft_teacher=str(tmp_path / "w"))
+    assert isinstance(trainer.soft_net, type(teacher.net))
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match="not a student or flow U-Net"):
+        load_flow_network(tmp_path / "other.pth")
 
 
 def test_distill_tool_config_inheritance():
