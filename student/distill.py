@@ -18,9 +18,10 @@ only what differs:
   ``finetune_fraction`` the last part of the budget draws labeled crops only;
 - the loss: the teacher's (flow MSE / 2 + BCE) weighted per pixel, normalised by the pixel
   count so that weights keep their meaning across batches; with ``soft_teacher`` (a trained
-  flow network: a big long-trained student-family one, or the flow U-Net teacher) its output maps on the same
-  augmented crop are soft targets as well (:func:`soft_loss`, times ``soft_weight``), on
-  every pixel of every crop, ignore mask included: knowledge distillation proper;
+  flow network: a big long-trained student-family one, or the flow U-Net teacher) its output
+  maps on the same augmented crop are soft targets as well (:func:`soft_loss`, times
+  ``soft_weight``), on every pixel of every crop, ignore mask included: knowledge
+  distillation proper;
 - validation and inference go through :class:`student.predictor.StudentPredictor`, the
   same code path as deployment, so the selected checkpoint is the best *deployed* model.
 
@@ -394,8 +395,6 @@ def load_flow_network(checkpoint: str | Path) -> tuple[torch.nn.Module, float]:
     """The network and nominal cell diameter of a trained flow model: a student's or the flow
     U-Net teacher's training checkpoint (``best.pth``), or the work dir that holds it. Both
     output (cell logit, scaled flows) from the same prepared image at that diameter."""
-    from teachers.unet import UNet
-
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "best.pth"
@@ -406,18 +405,18 @@ def load_flow_network(checkpoint: str | Path) -> tuple[torch.nn.Module, float]:
         raise ConfigError(f"{path}: not a student or flow U-Net training checkpoint")
     if "variant" in ck:
         net, _ = load_student(path)
-    else:
-        net = UNet(**{"in_ch": 3, "out_ch": 3, **ck["net"]})
-        net.load_state_dict(ck["state_dict"])
-    return net.eval(), float(ck["nominal_diameter"])
+        return net, float(ck["nominal_diameter"])
+    teacher = FlowUNetTeacher(device="cpu")
+    teacher.load(path)
+    return teacher._require_net(), teacher.nominal_diameter
 
 
 def soft_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
     """Distillation loss against a teacher's raw output maps (cell logit, 2 scaled flows):
-    flow MSE / 2 + BCE with the teacher's cell probability as the target."""
-    flow = F.mse_loss(out[:, 1:3], teacher_out[:, 1:3]) / 2.0
-    cell = F.binary_cross_entropy_with_logits(out[:, 0], torch.sigmoid(teacher_out[:, 0]))
-    return flow + cell
+    the cellpose loss (:meth:`FlowUNetTeacher.loss`) with the teacher's cell probability and
+    unit flows as the targets."""
+    target = torch.cat([torch.sigmoid(teacher_out[:, :1]), teacher_out[:, 1:] / FLOW_SCALE], 1)
+    return FlowUNetTeacher.loss(out, target)
 
 
 def _n_pseudo(trainer: StudentTrainer) -> int:

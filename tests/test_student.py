@@ -306,8 +306,8 @@ def test_soft_teacher_targets_pull_the_student_to_the_teacher(tmp_path):
         after = F.mse_loss(trainer.net(x), target).item()
     assert after < 0.5 * before
     assert StudentTrainer(**{**kw, "soft_teacher": None}).soft_net is None
+    _save_student(tmp_path / "other.pth", nominal_diameter=30.0)
     with pytest.raises(ConfigError, match="diameter"):
-        _save_student(tmp_path / "other.pth", nominal_diameter=30.0)
         StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "other.pth")})
     with pytest.raises(ConfigError, match="not found"):
         StudentTrainer(**{**kw, "soft_teacher": str(tmp_path / "missing")})
