@@ -1,13 +1,83 @@
-"""Small helpers for config dicts."""
+"""Configs: where they live, how they load, and small helpers for config dicts.
+
+Configs are MMEngine Python files with ``_base_`` inheritance. They ship with the package
+(``cellfuse/configs`` in a wheel; the repository's top-level ``configs/`` in a checkout), and
+a config path is looked up in this order: as given (absolute, or relative to the current
+folder), then inside :func:`config_root`. So ``configs/teachers/flowunet_demo.py`` (how the
+profiles name their stage configs) and ``teachers/flowunet_demo.py`` both work from any
+folder once cellfuse is installed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cellfuse.errors import ConfigError
 
 T = TypeVar("T")
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def package_parent() -> Path:
+    """The folder that holds the ``cellfuse`` package (and, in a checkout, ``teachers``,
+    ``student``, ``ensemble``): what a child process needs on its import path."""
+    return _PACKAGE.parent
+
+
+def config_root() -> Path:
+    """The folder of the shipped configs (its children: ``pipeline``, ``teachers``, ...)."""
+    for root in (_PACKAGE / "configs", _PACKAGE.parent / "configs"):
+        if (root / "pipeline").is_dir():
+            return root
+    raise ConfigError(f"no configs found next to {_PACKAGE} (a broken install?)")
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file from a path as given, else inside :func:`config_root` (see module doc).
+
+    Raises:
+        ConfigError: no such file either way.
+    """
+    p = Path(path)
+    if p.is_absolute() or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    parts = p.parts[1:] if p.parts and p.parts[0] == "configs" else p.parts
+    shipped = config_root().joinpath(*parts)
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"{p}: config file not found (here or in {config_root()})")
+
+
+def profile_path(profile: str) -> Path:
+    """``configs/pipeline/<profile>.py`` of the shipped configs."""
+    path = config_root() / "pipeline" / f"{profile}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_root() / "pipeline").glob("*.py"))
+        raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(known)})")
+    return path
+
+
+def load_config(path: str | Path, cfg_options: dict | None = None):
+    """``mmengine.Config.fromfile`` of :func:`resolve_config_path`, plus ``--cfg-options``
+    overrides (a dict of dotted keys)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(resolve_config_path(path)))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def config_text(path: str | Path) -> str:
+    """A config file's text with its ``_base_`` files' (what stage keys hash)."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(resolve_config_path(path))).pretty_text
 
 
 def dataclass_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:

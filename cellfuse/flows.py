@@ -1,12 +1,11 @@
 """Cellpose-style flows: targets from instance labels, flow-following, masks from flows.
 
-Pure numerical functions (numpy in, numpy out; torch is used internally for the two loops
-that benefit from it). Conventions:
+Pure numerical functions (numpy in, numpy out). Conventions:
 
 - A flow field is ``2xHxW float32`` ``(dy, dx)``; inside each cell it is a unit vector that
   points towards the cell's centre, outside every cell it is 0.
-- The network predicts ``5 x flow`` (cellpose's scaling); the functions here take flows in
-  unit scale, so callers divide the network output by 5.
+- The network predicts ``FLOW_SCALE x flow`` (5, cellpose's scaling); the functions here
+  take flows in unit scale, so callers divide the network output by :data:`FLOW_SCALE`.
 
 Flow targets (:func:`labels_to_flows`) follow cellpose's heat diffusion: one unit of heat is
 injected at each cell's centre (the cell pixel nearest its centroid) per iteration, and every
@@ -18,7 +17,7 @@ there is no per-pixel or per-cell Python loop; ``n_iter`` is twice the largest
 
 Masks from flows (:func:`flows_to_labels`) follow cellpose's ``follow_flows`` and
 ``get_masks``: foreground pixels move ``n_iter`` Euler steps of 1 px along the bilinearly
-interpolated flow (``torch.nn.functional.grid_sample``); a histogram of final positions has
+interpolated flow (numpy); a histogram of final positions has
 peaks at the cell centres; peaks (local maxima over 5x5 holding > 10 pixels) seed regions
 that grow for a few 3x3 steps through bins holding > 2 pixels; each pixel takes the label of
 the bin it converged to. Masks larger than ``max_size_fraction`` of the image, masks whose
@@ -34,22 +33,15 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 
-from cellfuse.errors import LabelError
-from cellfuse.instances import fill_holes, relabel_sequential, remove_small
+from cellfuse.instances import check_labels, fill_holes, relabel_sequential, remove_small
 
 log = logging.getLogger(__name__)
 
+#: networks predict ``FLOW_SCALE x`` the unit flow (cellpose's scaling)
+FLOW_SCALE = 5.0
+
 # 3x3 neighbourhood offsets (dy, dx); index 4 is the centre
 _OFFSETS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], np.int64)
-
-
-def _check_labels(labels: np.ndarray) -> None:
-    if labels.ndim != 2:
-        raise LabelError(f"labels must be HxW, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise LabelError(f"labels must be an integer array, got {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise LabelError(f"labels have negative ids (min {labels.min()})")
 
 
 def cell_centers(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +117,7 @@ def labels_to_flows(labels: np.ndarray, n_iter: int | None = None) -> np.ndarray
     Returns:
         2xHxW float32 ``(dy, dx)``, unit length inside cells (0 for 1-pixel cells), 0 outside.
     """
-    _check_labels(labels)
+    labels = check_labels(labels)
     h, w = labels.shape
     flows = np.zeros((2, h, w), np.float32)
     if not labels.any():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential as _relabel_sequential
 
 from cellfuse.errors import LabelError
 
@@ -20,8 +21,34 @@ def label_dtype(max_id: int) -> np.dtype:
     return np.dtype(np.uint16) if max_id <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
 
 
+def check_labels(labels: np.ndarray, where: str = "labels") -> np.ndarray:
+    """The label-image rule, for every consumer of label arrays: HxW, integer ids (a bool
+    mask is read as 0/1), none negative.
+
+    Args:
+        labels: an HxW array, or anything with a ``labels`` attribute (:class:`Instances`).
+        where: what to name in the error message.
+
+    Returns:
+        The array (a uint8 view of a bool mask).
+
+    Raises:
+        LabelError: not 2-D, not integer, or negative ids.
+    """
+    arr = np.asarray(getattr(labels, "labels", labels))
+    if arr.ndim != 2:
+        raise LabelError(f"{where}: expected an HxW label image, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.view(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise LabelError(f"{where}: label ids must be integers, got {arr.dtype}; cast them first")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
+        raise LabelError(f"{where}: negative label id {arr.min()}; use 0 for background, 1..N")
+    return arr
+
+
 def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel to 1..N in order of first appearance of the sorted ids.
+    """Relabel to 1..N in the order of the sorted ids (``skimage``'s relabel_sequential).
 
     Args:
         labels: HxW non-negative integer label image.
@@ -29,13 +56,11 @@ def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         (HxW uint16/uint32 labels 0..N, N old ids: ``old_ids[i]`` became ``i + 1``).
     """
-    ids = np.unique(labels)
-    ids = ids[ids != 0]
+    new, _, inverse = _relabel_sequential(labels)
+    ids = np.asarray(inverse.out_values)[1:].astype(labels.dtype, copy=False)
     if ids.size == 0:
         return np.zeros(labels.shape, np.uint16), ids
-    lut = np.zeros(int(ids[-1]) + 1, dtype=label_dtype(ids.size))
-    lut[ids] = np.arange(1, ids.size + 1)
-    return lut[labels], ids
+    return new.astype(label_dtype(ids.size), copy=False), ids
 
 
 def areas(labels: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -128,10 +153,9 @@ class Instances:
     scores: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.labels.ndim != 2:
-            raise LabelError(f"Instances.labels must be HxW, got shape {self.labels.shape}")
-        if not np.issubdtype(self.labels.dtype, np.integer):
-            raise LabelError(f"Instances.labels must be integer, got {self.labels.dtype}")
+        if self.labels.dtype == bool:
+            raise LabelError("Instances.labels: label ids must be integers, got bool")
+        check_labels(self.labels, "Instances.labels")
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         n = int(self.labels.max()) if self.labels.size else 0
         if self.scores.size != n:
@@ -152,9 +176,7 @@ class Instances:
     @classmethod
     def from_labels(cls, labels: np.ndarray, scores: np.ndarray | None = None) -> Instances:
         """Relabel any non-negative label image to 1..N; ``scores`` is indexed by old id - 1."""
-        if labels.size and labels.min() < 0:
-            raise LabelError(f"labels have negative ids (min {labels.min()})")
-        new, old = relabel_sequential(labels)
+        new, old = relabel_sequential(check_labels(labels))
         if scores is None:
             s = np.ones(old.size, np.float32)
         else:

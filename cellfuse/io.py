@@ -2,9 +2,8 @@
 
 Every image comes back channel-last, ``HxWxC`` with ``C >= 1``, in the file's own dtype.
 Instance labels come back as ``HxW`` uint16 or uint32 (0 = background, 1..N = cells, not
-necessarily sequential). Every file this module writes goes to a temporary name in the
-target folder first and is then renamed, so a run that dies leaves the old file or the new
-one, never half of one.
+necessarily sequential). Labels are written atomically (:mod:`cellfuse.files`, re-exported
+here with :func:`to_rgb` and :func:`normalize_image` of :mod:`cellfuse.preprocess`).
 
 Failures raise :class:`~cellfuse.errors.ImageReadError` (the file cannot be read),
 :class:`~cellfuse.errors.InvalidImageError` (it was read but cannot be used) or
@@ -15,32 +14,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from cellfuse.errors import ImageReadError, InvalidImageError, LabelError
+from cellfuse.files import atomic_write, atomic_write_bytes, atomic_write_text
+from cellfuse.preprocess import MAX_CHANNELS, normalize_image, to_rgb
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
-MAX_CHANNELS = 5
 
 # Label images above this many pixels are written tiled, so readers can window them.
 _TILED_LABELS_PX = 2**25
 # Classic TIFF offsets are 32-bit; switch to BigTIFF well before the raw data gets close.
 _BIGTIFF_BYTES = 2**31
-# Percentiles are estimated on a strided subsample of at most this many pixels.
-_PERCENTILE_SAMPLE_PX = 4_000_000
 _UINT32_MAX = 2**32 - 1
 
 # Errors tifffile, zarr and imagecodecs raise on corrupt or unreadable data (TiffFileError
@@ -57,9 +53,6 @@ _TIFF_ERRORS = (
 )
 _PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
 
-# Read once at import (single-threaded then): os.umask can only be read by setting it.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 Region = tuple[slice, slice]
 
@@ -160,91 +153,6 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def to_rgb(img: np.ndarray) -> np.ndarray:
-    """Three channels from any supported channel count, keeping the dtype.
-
-    1 channel is repeated; 2 channels get a zero third channel; 3 are returned as they
-    are; 4 channels (RGBA, or four stains) and 5 channels keep the first three, which
-    drops the alpha of RGBA images.
-
-    Args:
-        img: ``HxWxC`` (or ``HxW``) array, ``C`` in 1..5.
-
-    Returns:
-        ``HxWx3`` array of ``img``'s dtype (``img`` itself when it already has 3 channels).
-
-    Raises:
-        InvalidImageError: more than 5 channels or not a 2-D image.
-    """
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise InvalidImageError(f"to_rgb: expected an HxWxC image, got shape {arr.shape}")
-    c = arr.shape[2]
-    if c == 1:
-        return np.repeat(arr, 3, axis=2)
-    if c == 2:
-        return np.concatenate([arr, np.zeros_like(arr[..., :1])], axis=2)
-    if c == 3:
-        return arr
-    if c <= MAX_CHANNELS:
-        return np.ascontiguousarray(arr[..., :3])
-    raise InvalidImageError(
-        f"to_rgb: cannot convert a {c}-channel image (at most {MAX_CHANNELS} channels)"
-    )
-
-
-def normalize_image(
-    img: np.ndarray,
-    lower: float = 1.0,
-    upper: float = 99.8,
-    *,
-    per_channel: bool = True,
-) -> np.ndarray:
-    """Percentile normalisation to [0, 1].
-
-    Maps the ``lower`` percentile to 0 and the ``upper`` one to 1, and clips. A channel
-    whose two percentiles are equal (flat, or nearly empty) becomes all 0. On images
-    above 4 Mpx the percentiles are estimated on a strided subsample, which keeps this
-    fast on whole slides and changes the result by far less than one grey level.
-
-    Args:
-        img: ``HxWxC`` (or ``HxW``) array of any real dtype, finite values.
-        lower: lower percentile, in [0, 100).
-        upper: upper percentile, in (lower, 100].
-        per_channel: one pair of percentiles per channel (True) or one for the image.
-
-    Returns:
-        ``HxWxC`` float32 array with values in [0, 1].
-    """
-    if not 0.0 <= lower < upper <= 100.0:
-        raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise ValueError(f"normalize_image: expected an HxWxC image, got shape {arr.shape}")
-    h, w, c = arr.shape
-    step = max(1, math.ceil(math.sqrt(h * w / _PERCENTILE_SAMPLE_PX)))
-    sample = arr[::step, ::step].reshape(-1, c)
-    if per_channel:
-        lo, hi = np.percentile(sample, [lower, upper], axis=0)
-    else:
-        lo, hi = np.repeat(np.percentile(sample, [lower, upper])[:, None], c, axis=1)
-    span = hi - lo
-    flat = ~(span > 0)
-    # A flat channel gets scale 0, so it becomes 0 after the shift and the clip.
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=~flat)
-    out = arr.astype(np.float32)
-    out -= lo.astype(np.float32)
-    out *= scale.astype(np.float32)
-    np.clip(out, 0.0, 1.0, out=out)
-    if flat.any():
-        out[..., flat] = 0.0
-    return out
-
-
 # ----------------------------------------------------------------------------- labels
 
 
@@ -332,96 +240,12 @@ def write_labels(
 # ----------------------------------------------------------------------------- files
 
 
-@contextlib.contextmanager
-def atomic_write(
-    path: str | os.PathLike[str],
-    mode: str = "w",
-    *,
-    encoding: str = "utf-8",
-    newline: str | None = None,
-) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path`` that replaces ``path`` on success.
-
-    The temporary file is hidden (``.<name>.<random>.tmp<suffix>``) and lives in
-    ``path``'s folder, so the final ``os.replace`` is atomic. If the ``with`` body raises,
-    the temporary file is removed and ``path`` is not touched.
-
-    Args:
-        path: final file; missing parent folders are created.
-        mode: ``"w"``/``"wt"`` (text) or ``"wb"`` (binary).
-        encoding: text encoding (text mode only).
-        newline: passed to ``open`` (text mode only); ``""`` for the csv module.
-
-    Yields:
-        The open temporary file.
-    """
-    if mode not in ("w", "wt", "wb"):
-        raise ValueError(f"atomic_write: mode must be 'w', 'wt' or 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    binary = mode == "wb"
-    text_kwargs = {} if binary else {"encoding": encoding, "newline": newline}
-    tmp = tempfile.NamedTemporaryFile(
-        mode="wb" if binary else "w",
-        dir=path.parent,
-        prefix=f".{path.name}.",
-        suffix=f".tmp{path.suffix}",
-        delete=False,
-        **text_kwargs,
-    )
-    tmp_path = Path(tmp.name)
-    try:
-        with tmp:
-            yield tmp.file
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        # NamedTemporaryFile creates 0600; give the result the mode a plain open() would.
-        os.chmod(tmp_path, _target_mode(path))
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`). Returns ``path``."""
-    with atomic_write(path, "wb") as fh:
-        fh.write(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`). Returns ``path``."""
-    with atomic_write(path, "w", encoding=encoding) as fh:
-        fh.write(text)
-    return Path(path)
-
-
-def print_json(result, path: str | os.PathLike[str] | None = None) -> int:
-    """Print ``result`` as indented JSON and, when ``path`` is given, also write it there
-    atomically (the tools' ``--json OUT``). Returns 0, the tools' exit status."""
-    import json
-
-    text = json.dumps(result, indent=2, default=str)
-    if path:
-        atomic_write_text(path, text + "\n")
-    print(text)
-    return 0
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _target_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return 0o666 & ~_UMASK
 
 
 def _check_file(path: Path) -> None:
@@ -742,3 +566,19 @@ def _as_labels(arr: np.ndarray, where: str) -> np.ndarray:
     dtype = np.uint16 if hi <= np.iinfo(np.uint16).max else np.uint32
     out = arr.astype(dtype, copy=False)
     return out if out.flags.writeable else out.copy()
+
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "MAX_CHANNELS",
+    "read_image",
+    "image_shape",
+    "read_labels",
+    "write_labels",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "normalize_image",
+    "to_rgb",
+]

@@ -56,6 +56,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cellfuse.errors import CellfuseError, LabelError, LayoutError
+from cellfuse.instances import check_labels
 from cellfuse.io import atomic_write, read_labels
 from cellfuse.layout import find_label, image_id, list_images
 
@@ -70,31 +71,6 @@ Counts = tuple[int, int, int]  # (tp, fp, fn)
 
 
 # --------------------------------------------------------------------------- label helpers
-
-
-def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
-    """Validate an instance-label image; accepts an array or anything with ``.labels``.
-
-    Args:
-        labels: HxW integer (or bool) array, 0 = background, or an ``Instances``-like object.
-        name: what to call it in error messages.
-
-    Returns:
-        The HxW integer array (not copied).
-
-    Raises:
-        LabelError: not 2-D, not integer, or negative ids.
-    """
-    arr = np.asarray(getattr(labels, "labels", labels))
-    if arr.ndim != 2:
-        raise LabelError(f"{name}: expected an HxW label image, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.view(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise LabelError(f"{name}: label ids must be integers, got {arr.dtype}; cast them first")
-    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
-        raise LabelError(f"{name}: negative label id {arr.min()}; use 0 for background, 1..N")
-    return arr
 
 
 def _relabel(labels: np.ndarray, drop: np.ndarray | None = None) -> np.ndarray:
@@ -131,7 +107,7 @@ def remove_boundary_cells(labels: Any, border: int = BORDER) -> np.ndarray:
     Returns:
         HxW uint16/uint32 labels 0..N, ids in their original order.
     """
-    lab = as_label_array(labels)
+    lab = check_labels(labels)
     drop = None
     if border > 0 and lab.size:
         b = border
@@ -191,8 +167,8 @@ def iou_matrix(true: Any, pred: Any) -> np.ndarray:
     Returns:
         n_true x n_pred float64, n_* = max id.
     """
-    t = as_label_array(true, "truth")
-    p = as_label_array(pred, "prediction")
+    t = check_labels(true, "truth")
+    p = check_labels(pred, "prediction")
     _check_same_shape(t, p)
     nt, npr, ti, pi, iou = _pair_overlaps(t, p)
     out = np.zeros((nt, npr), np.float64)
@@ -253,8 +229,8 @@ def match(true: Any, pred: Any, thresholds: Iterable[float] = THRESHOLDS) -> dic
     Returns:
         ``{threshold: (tp, fp, fn)}``.
     """
-    t = as_label_array(true, "truth")
-    p = as_label_array(pred, "prediction")
+    t = check_labels(true, "truth")
+    p = check_labels(pred, "prediction")
     _check_same_shape(t, p)
     return _match_sequential(_relabel(t), _relabel(p), _check_thresholds(thresholds))[2]
 
@@ -330,8 +306,8 @@ def evaluate_image(
         "recall", "f1"}}}``; counts are after border removal, summed over ROIs, and
         ``rois`` is 1 for the whole-image path.
     """
-    t = as_label_array(true, "truth")
-    p = as_label_array(pred, "prediction")
+    t = check_labels(true, "truth")
+    p = check_labels(pred, "prediction")
     _check_same_shape(t, p)
     if t.size == 0:
         raise LabelError(f"cannot score an empty image of shape {t.shape}")

@@ -27,7 +27,8 @@ import fastremap
 import numpy as np
 from tqdm import tqdm
 
-from cellfuse.errors import CellfuseError, LabelError, SubmissionError
+from cellfuse.errors import CellfuseError, SubmissionError
+from cellfuse.instances import check_labels
 from cellfuse.io import image_shape, read_labels, write_labels
 from cellfuse.layout import find_label, image_id, list_images
 
@@ -114,15 +115,8 @@ def _load_mask(obj: Any) -> np.ndarray:
     if isinstance(obj, str | os.PathLike):
         arr = read_labels(obj)
     else:
-        arr = np.asarray(getattr(obj, "labels", obj))
-    if arr.ndim != 2:
-        raise LabelError(f"mask must be HxW, got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.view(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise LabelError(f"mask ids must be integers, got {arr.dtype}")
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
-        raise LabelError(f"mask has negative ids (min {arr.min()}); 0 = background, 1..N = cells")
+        arr = obj
+    arr = check_labels(arr, "mask")
     arr, _ = fastremap.renumber(np.ascontiguousarray(arr), preserve_zero=True, in_place=False)
     n = int(arr.max()) if arr.size else 0
     return arr.astype(np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32, copy=False)

@@ -1,57 +1,16 @@
-"""The append-only manifest of finished images, and which images a (re-)run still has to do."""
+"""Which images a (re-)run still has to do, from the manifest (:mod:`cellfuse.manifest`)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from cellfuse.errors import ConfigError
+from cellfuse.manifest import MANIFEST, OUTPUT_SUFFIXES, Manifest
 from ensemble.spec import file_sha1
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.jsonl"
-OUTPUT_SUFFIXES = ("_label.tiff", "_conf.json", "_ignore.tiff")
-
-
-class Manifest:
-    """Append-only JSON-lines record of finished images; the driver is its only writer."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def latest(self) -> dict[str, dict]:
-        """Last entry per image id (a torn last line from a crash is skipped)."""
-        out: dict[str, dict] = {}
-        if not self.path.is_file():
-            return out
-        for n, line in enumerate(self.path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                out[entry["id"]] = entry
-            except (ValueError, KeyError):
-                logger.warning("%s:%d: skipping a damaged line", self.path, n)
-        return out
-
-    def entries(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        return [
-            json.loads(x) for x in self.path.read_text().splitlines() if x.strip().endswith("}")
-        ]
-
-    def append(self, entry: Mapping) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
 
 def outputs_exist(out_dir: Path, image_id: str) -> bool:
     return all((out_dir / f"{image_id}{sfx}").is_file() for sfx in OUTPUT_SUFFIXES)
@@ -89,3 +48,6 @@ def plan_jobs(
             {"id": iid, "path": str(Path(path).resolve()), "sha1": sha1, "config_hash": chash}
         )
     return jobs, skipped
+
+
+__all__ = ["MANIFEST", "OUTPUT_SUFFIXES", "Manifest", "outputs_exist", "plan_jobs"]

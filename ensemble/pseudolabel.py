@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cellfuse.config import dataclass_from_dict
+from cellfuse.config import dataclass_from_dict, package_parent
 from cellfuse.errors import CellfuseError, ConfigError
 from ensemble.fusion import FusionParams
 from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
@@ -56,7 +56,8 @@ from ensemble.worker import PseudoLabeler
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: where the workers import cellfuse, teachers and ensemble from (a checkout or site-packages)
+REPO_ROOT = package_parent()
 
 __all__ = [
     "MANIFEST",
@@ -275,8 +276,8 @@ def _run_serial(
 
 
 def _runtime_env(user: Mapping | None) -> dict:
-    """The Ray job's runtime_env: the user's, with this repository added to the workers'
-    PYTHONPATH unless the user set one (workers must import ``ensemble`` and ``teachers``)."""
+    """The Ray job's runtime_env: the user's, with the folder cellfuse is imported from added
+    to the workers' PYTHONPATH unless the user set one (workers import ``teachers``)."""
     env = dict(plain(user or {}))
     env_vars = {str(k): str(v) for k, v in dict(env.get("env_vars") or {}).items()}
     if "PYTHONPATH" not in env_vars:

@@ -140,10 +140,14 @@ def _teacher_cfg(name: str, cfg: Any, registry: Mapping[str, str]) -> dict:
     if isinstance(cfg, str):
         from mmengine.config import Config
 
-        if not Path(cfg).is_file():
-            raise ConfigError(f"teacher {name!r}: config file {cfg} not found")
+        from cellfuse.config import resolve_config_path
+
         try:
-            full = Config.fromfile(cfg)
+            path = resolve_config_path(cfg)
+        except ConfigError:
+            raise ConfigError(f"teacher {name!r}: config file {cfg} not found") from None
+        try:
+            full = Config.fromfile(str(path))
         except Exception as exc:  # noqa: BLE001 - mmengine raises many types (missing mmdet...)
             raise ConfigError(f"teacher {name!r}: cannot load {cfg}: {exc}") from exc
         cfg = plain(full.get("teacher"))

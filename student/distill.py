@@ -2,13 +2,13 @@
 
 The training machinery (scale normalisation by the nominal diameter, cached flow targets,
 augmented crops, AdamW with a time-based schedule, validation with the challenge F1,
-atomic ``best.pth``/``last.pth``, ``--resume``) is the flow teacher's:
-:class:`StudentTrainer` subclasses :class:`teachers.flowunet.FlowUNetTeacher` and changes
-only what differs:
+atomic ``best.pth``/``last.pth``, ``--resume``) is the flow teacher's, shared from
+:class:`cellfuse.nn.flow_training.FlowTrainer`; :class:`StudentTrainer` changes only what
+differs:
 
 - the network (:class:`student.model.StudentNet`, a registry variant);
 - the data: pseudo-labeled images (``<id>_label.tiff``, ``<id>_conf.json``,
-  ``<id>_ignore.tiff`` and ``manifest.jsonl`` written by :mod:`ensemble.pseudolabel`) are
+  ``<id>_ignore.tiff`` and ``manifest.jsonl``, :mod:`cellfuse.manifest`) are
   added to the labeled ones. Every target gets a 4th channel, the per-pixel loss weight:
   ``labeled_weight`` on labeled images; on pseudo-labeled ones the cell's fused confidence
   inside a cell, 1 on background, 0 on the ignore mask (times ``pseudo_weight``); 0 outside
@@ -41,23 +41,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cellfuse.config import load_config
 from cellfuse.errors import ConfigError
-from cellfuse.flows import labels_to_flows
+from cellfuse.files import atomic_write
+from cellfuse.flow_instances import PostProcess
+from cellfuse.flows import FLOW_SCALE
 from cellfuse.instances import Instances
-from cellfuse.io import atomic_write, read_image, read_labels
+from cellfuse.io import read_image, read_labels
 from cellfuse.layout import Sample
-from cellfuse.modality import modality
+from cellfuse.manifest import list_pseudo
+from cellfuse.nn.augment import sample_crop
+from cellfuse.nn.checkpoints import load_checkpoint
+from cellfuse.nn.flow_training import FlowTrainer, flow_loss, load_npz_cached
+from cellfuse.nn.unet import UNet
+from cellfuse.splits import resolve_splits
 from student.model import VARIANTS, StudentNet, load_student
-from student.postprocess import PostProcess
-from teachers.augment import (
-    median_diameter,
-    prepare_image,
-    resize_image,
-    resize_labels,
-    sample_crop,
-    scaled_shape,
-)
-from teachers.flowunet import FLOW_SCALE, FlowUNetTeacher
 
 log = logging.getLogger(__name__)
 
@@ -88,43 +86,7 @@ def pseudo_weight_map(
     return w
 
 
-def list_pseudo(folder: str | Path) -> list[dict[str, Path]]:
-    """Pseudo-labeled images of an ensemble output folder, from its ``manifest.jsonl``.
-
-    The latest manifest entry of each image id decides; only ``status == "ok"`` entries whose
-    files exist are returned.
-
-    Returns:
-        ``[{"id", "image", "label", "conf", "ignore"}]`` sorted by id.
-    """
-    folder = Path(folder)
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        raise ConfigError(
-            f"{folder}: no manifest.jsonl; run tools/pseudo_label.py first or set student.pseudo=None"
-        )
-    latest: dict[str, dict[str, Any]] = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            latest[entry["id"]] = entry
-    out = []
-    for image_id, e in sorted(latest.items()):
-        item = dict(
-            id=image_id,
-            image=Path(e["image"]),
-            label=folder / f"{image_id}_label.tiff",
-            conf=folder / f"{image_id}_conf.json",
-            ignore=folder / f"{image_id}_ignore.tiff",
-        )
-        if e.get("status") == "ok" and all(
-            p.is_file() for k, p in item.items() if k in ("image", "label", "conf")
-        ):
-            out.append(item)
-    return out
-
-
-class StudentTrainer(FlowUNetTeacher):
+class StudentTrainer(FlowTrainer):
     """Trains a student (see module doc). Keyword arguments come from ``cfg.student``.
 
     Args:
@@ -144,7 +106,7 @@ class StudentTrainer(FlowUNetTeacher):
         soft_weight: weight of the soft-target loss.
         postprocess: :class:`student.postprocess.PostProcess` fields.
         batch: tiles per network call at inference.
-        **kwargs: :class:`FlowUNetTeacher` arguments (nominal_diameter, crop, batch_size, lr,
+        **kwargs: :class:`~cellfuse.nn.flow_training.FlowTrainer` arguments (nominal_diameter, crop, batch_size, lr,
             train_minutes, val_every_minutes, tile, overlap, color, oversample, num_threads,
             device, seed, ...).
     """
@@ -239,17 +201,13 @@ class StudentTrainer(FlowUNetTeacher):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _checkpoint(self, **extra: Any) -> dict[str, Any]:
-        net = self._require_net()
+    def checkpoint_meta(self) -> dict[str, Any]:
         return dict(
-            state_dict=net.state_dict(),
-            net=net.config(),
+            net=self._require_net().config(),
             variant=self.variant,
             nominal_diameter=self.nominal_diameter,
             postprocess=self.pp.to_dict(),
             predictor=dict(tile=self.tile, overlap=self.overlap),
-            metrics=dict(self.val_metrics),
-            **extra,
         )
 
     def load(self, checkpoint: Path) -> None:
@@ -278,19 +236,7 @@ class StudentTrainer(FlowUNetTeacher):
         scores = json.loads(Path(item["conf"]).read_text())["scores"]
         ignore = tifffile.imread(item["ignore"]) if item["ignore"].is_file() else None
         weight = pseudo_weight_map(labels, scores, ignore) * self.pseudo_weight
-        d = median_diameter(labels)
-        scale = self._clamp_scale(self.nominal_diameter / d) if d > 0 else 1.0
-        shape = scaled_shape(labels.shape, scale)
-        x = resize_image(prepare_image(raw), shape)
-        lab = resize_labels(labels, shape)
-        w = resize_labels(weight, shape)
-        target = np.concatenate([(lab > 0)[None].astype(np.float32), labels_to_flows(lab), w[None]])
-        return dict(
-            image=x.transpose(2, 0, 1).astype(np.float16),
-            target=target.astype(np.float16),
-            modality=modality(raw),
-            scale=scale,
-        )
+        return self.prepare_targets(raw, labels, weight)
 
     def prepare_data(self, samples: list[Sample], cache_dir: Path | None) -> list[dict[str, Any]]:
         """Labeled samples (the teacher's targets, source "labeled") + pseudo-labeled ones."""
@@ -313,15 +259,7 @@ class StudentTrainer(FlowUNetTeacher):
 
         for item in tqdm(items, desc="pseudo targets", unit="img", leave=False):
             path = pdir / f"{item['id']}-{self._pseudo_key(item)}.npz" if pdir else None
-            if path is not None and path.is_file():
-                with np.load(path) as z:
-                    d = {k: z[k] for k in ("image", "target")}
-                    d["modality"], d["scale"] = str(z["modality"]), float(z["scale"])
-            else:
-                d = self.prepare_pseudo_sample(item)
-                if path is not None:
-                    with atomic_write(path, "wb") as fh:
-                        np.savez(fh, **d)
+            d = load_npz_cached(path, lambda item=item: self.prepare_pseudo_sample(item))
             d["source"] = "pseudo"
             data.append(d)
         log.info("student: %d labeled + %d pseudo-labeled images", len(samples), len(items))
@@ -384,7 +322,7 @@ class StudentTrainer(FlowUNetTeacher):
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-pixel weighted cellpose loss; ``target[:, 3]`` is the weight (1 when absent)."""
         if target.shape[1] < 4:
-            return FlowUNetTeacher.loss(out, target)
+            return flow_loss(out, target)
         w = target[:, 3]
         flow_se = ((out[:, 1:3] - FLOW_SCALE * target[:, 1:3]) ** 2).mean(dim=1)
         bce = F.binary_cross_entropy_with_logits(out[:, 0], target[:, 0], reduction="none")
@@ -398,25 +336,23 @@ def load_flow_network(checkpoint: str | Path) -> tuple[torch.nn.Module, float]:
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "best.pth"
-    if not path.is_file():
-        raise ConfigError(f"{path}: flow network checkpoint not found")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or not {"net", "state_dict", "nominal_diameter"} <= set(ck):
+    ck = load_checkpoint(path, what="flow network checkpoint")
+    if not {"net", "state_dict", "nominal_diameter"} <= set(ck):
         raise ConfigError(f"{path}: not a student or flow U-Net training checkpoint")
     if "variant" in ck:
         net, _ = load_student(path)
         return net, float(ck["nominal_diameter"])
-    teacher = FlowUNetTeacher(device="cpu")
-    teacher.load(path)
-    return teacher._require_net(), teacher.nominal_diameter
+    net = UNet(**ck["net"])  # the flow U-Net teacher's network, rebuilt from its own config
+    net.load_state_dict(ck["state_dict"])
+    return net.eval(), float(ck["nominal_diameter"])
 
 
 def soft_loss(out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
     """Distillation loss against a teacher's raw output maps (cell logit, 2 scaled flows):
-    the cellpose loss (:meth:`FlowUNetTeacher.loss`) with the teacher's cell probability and
+    the cellpose loss (:func:`~cellfuse.nn.flow_training.flow_loss`) with the teacher's cell probability and
     unit flows as the targets."""
     target = torch.cat([torch.sigmoid(teacher_out[:, :1]), teacher_out[:, 1:] / FLOW_SCALE], 1)
-    return FlowUNetTeacher.loss(out, target)
+    return flow_loss(out, target)
 
 
 def _n_pseudo(trainer: StudentTrainer) -> int:
@@ -433,8 +369,6 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
         The best checkpoint; ``work_dir/result.json`` records it with the val scores, the
         number of pseudo-labeled images and the wall time.
     """
-    from teachers.train import resolve_splits
-
     if "student" not in cfg:
         raise ConfigError("config has no 'student' dict (student = dict(variant='flow_s', ...))")
     work_dir = Path(work_dir)
@@ -470,9 +404,7 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
 
 def distill_file(config: str, work_dir: str, resume: str = "0") -> None:
     """:func:`distill` of a config file; the entry point of a child process
-    (:func:`cellfuse.child.run_in_child`), whose arguments are strings."""
-    from teachers.train import load_config
-
+    (:func:`cellfuse.child_process.run_in_child`), whose arguments are strings."""
     distill(load_config(config), work_dir, resume=resume == "1")
 
 

@@ -30,73 +30,16 @@ import numpy as np
 
 from cellfuse.errors import ConfigError
 from cellfuse.io import atomic_write_text
+from student.onnx_backend import (  # noqa: F401  (re-exported)
+    INPUT,
+    OUTPUT,
+    SIDECAR_VERSION,
+    OnnxBackend,
+    read_sidecar,
+    sidecar_path,
+)
 
 log = logging.getLogger(__name__)
-
-SIDECAR_VERSION = 1
-INPUT, OUTPUT = "image", "output"
-
-
-# ----------------------------------------------------------------------------- backend
-
-
-class OnnxBackend:
-    """onnxruntime session behind the predictor's backend interface.
-
-    Args:
-        onnx_path: the exported model.
-        stride: input H and W must be multiples of it (from the sidecar).
-        threads: intra-op threads (0 = onnxruntime's default).
-        providers: onnxruntime providers; default CUDA when available, then CPU.
-    """
-
-    def __init__(
-        self,
-        onnx_path: str | Path,
-        stride: int,
-        threads: int = 0,
-        providers: list[str] | None = None,
-    ) -> None:
-        import onnxruntime as ort
-
-        path = Path(onnx_path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: ONNX model not found")
-        opts = ort.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        if providers is None:
-            avail = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider",) if p in avail]
-            providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        self.input = self.session.get_inputs()[0].name
-        self.stride = int(stride)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``Bx3xHxW`` float32 (H, W multiples of :attr:`stride`) -> ``Bx3xHxW`` float32."""
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    return Path(onnx_path).with_suffix(".json")
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
-    """The JSON sidecar next to an exported ONNX file."""
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: sidecar not found (written by tools/export.py next to the .onnx)"
-        )
-    side = json.loads(path.read_text())
-    if side.get("format_version") != SIDECAR_VERSION:
-        raise ConfigError(
-            f"{path}: sidecar format {side.get('format_version')}, expected {SIDECAR_VERSION}"
-        )
-    return side
-
 
 # ----------------------------------------------------------------------------- export
 
@@ -205,7 +148,7 @@ def export_program(net: Any, path: str | Path, size: int = 256) -> Path:
 
 def write_sidecar(onnx_path: str | Path, net: Any, meta: dict[str, Any], exporter: str) -> Path:
     """Everything besides the network that inference needs, as JSON next to the ONNX file."""
-    from student.postprocess import FLOW_SCALE, PostProcess
+    from cellfuse.flow_instances import FLOW_SCALE, PostProcess
 
     side = dict(
         format_version=SIDECAR_VERSION,
@@ -261,7 +204,8 @@ def parity(
     import torch
 
     from cellfuse.metric import evaluate_image
-    from student.predictor import Normalizer, StudentPredictor, _pad_batch
+    from cellfuse.preprocess import Normalizer, pad_to_multiple
+    from student.predictor import StudentPredictor
 
     side = read_sidecar(onnx_path)
     backend = OnnxBackend(onnx_path, stride=side["stride"], threads=threads)
@@ -286,7 +230,7 @@ def parity(
         norm = Normalizer.from_image(img)
         if norm is None:
             continue
-        xi = _pad_batch(norm(img).transpose(2, 0, 1)[None].copy(), backend.stride)
+        xi = pad_to_multiple(norm(img).transpose(2, 0, 1)[None].copy(), backend.stride)
         diff = float(np.abs(torch_out(xi) - backend(xi)).max())
         a, b = p_torch.predict(img), p_onnx.predict(img)
         s = evaluate_image(a.labels, b.labels, (0.5, 0.75))["scores"]

@@ -14,7 +14,7 @@ mask boundaries sharp); depthwise-separable blocks everywhere else. ``flow_s`` c
 ~3 GFLOP/Mpx (see :func:`flops_per_mpx`).
 
 Outputs are the flow teacher's: channel 0 the cell-probability logit, channels 1-2 the flow
-``(dy, dx)`` times :data:`teachers.flowunet.FLOW_SCALE`. Only ONNX-friendly ops are used
+``(dy, dx)`` times :data:`cellfuse.flows.FLOW_SCALE`. Only ONNX-friendly ops are used
 (convs, bilinear x2 upsampling, concatenation).
 """
 
@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellfuse.errors import ConfigError
-from teachers.unet import ACTS, NORMS, ActFactory, NormFactory, _lookup
+from cellfuse.nn.checkpoints import load_checkpoint
+from cellfuse.nn.layers import ACTS, NORMS, ActFactory, NormFactory, count_parameters, lookup
 
 
 class DSConv(nn.Module):
@@ -55,7 +56,7 @@ class StudentNet(nn.Module):
     """Compact flow U-Net (see module doc).
 
     Input height and width must be multiples of :attr:`stride` (``2 ** len(widths)``);
-    :func:`teachers.unet.pad_to_multiple` pads them.
+    :func:`cellfuse.nn.layers.pad_to_multiple` pads them.
 
     Args:
         in_ch: input channels.
@@ -63,8 +64,8 @@ class StudentNet(nn.Module):
         widths: channels per level; level ``i`` runs at ``1 / 2 ** (i + 1)`` resolution.
         blocks: depthwise-separable blocks per encoder level (after its downsampling).
         full_ch: channels of the full-resolution input branch.
-        norm: name in :data:`teachers.unet.NORMS`.
-        act: name in :data:`teachers.unet.ACTS`.
+        norm: name in :data:`cellfuse.nn.layers.NORMS`.
+        act: name in :data:`cellfuse.nn.layers.ACTS`.
     """
 
     def __init__(
@@ -92,8 +93,8 @@ class StudentNet(nn.Module):
             norm=norm,
             act=act,
         )
-        nf: NormFactory = _lookup(NORMS, norm, "norm")
-        af: ActFactory = _lookup(ACTS, act, "activation")
+        nf: NormFactory = lookup(NORMS, norm, "norm")
+        af: ActFactory = lookup(ACTS, act, "activation")
         ws = list(widths)
         self.stem = nn.Sequential(nn.Conv2d(in_ch, ws[0], 3, 2, 1, bias=False), nf(ws[0]), af())
         self.full = nn.Sequential(nn.Conv2d(in_ch, full_ch, 3, 1, 1, bias=False), nf(full_ch), af())
@@ -148,10 +149,7 @@ def _state_dict_of(checkpoint: str | Path | dict[str, Any]) -> dict[str, torch.T
     """A bare state dict, or the ``state_dict`` entry of a training checkpoint."""
     ck = checkpoint
     if not isinstance(ck, dict):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise ConfigError(f"{path}: student checkpoint not found")
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(checkpoint, what="student checkpoint")
     return ck["state_dict"] if "state_dict" in ck else ck
 
 
@@ -202,9 +200,7 @@ def load_student(checkpoint: str | Path) -> tuple[StudentNet, dict[str, Any]]:
         ``postprocess`` and ``predictor`` dicts, ``metrics``, ``variant``).
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError(f"{path}: student checkpoint not found")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(path, what="student checkpoint")
     if "net" not in ck or "state_dict" not in ck:
         raise ConfigError(
             f"{path}: not a student training checkpoint (no 'net'/'state_dict'); "
@@ -255,10 +251,6 @@ def fuse_batchnorm(net: nn.Module) -> nn.Module:
                 if isinstance(kids[i], nn.Conv2d) and isinstance(kids[i + 1], nn.BatchNorm2d):
                     mod[i], mod[i + 1] = _fold_bn(kids[i], kids[i + 1]), nn.Identity()
     return net
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def flops_per_mpx(net: nn.Module, size: int = 512) -> float:

@@ -9,13 +9,16 @@ whole slides with bounded memory.
 
     pred = StudentPredictor.from_onnx("work/export/student.onnx")   # no training code needed
 
-Pipeline: normalise (per-channel 1-99.8 percentiles and bright-background inversion, the
-teachers' :func:`teachers.augment.prepare_image`, but with percentiles that are global to
+Needs numpy/scipy (+ onnxruntime for an exported model), not torch: a torch student is run
+by :class:`TorchBackend`, which imports torch when it is built.
+
+Pipeline: normalise (:class:`cellfuse.preprocess.Normalizer`: the teachers' per-channel
+1-99.8 percentiles and bright-background inversion, with percentiles that are global to
 the image: for a slide they are estimated from a sparse grid of windows, never per tile);
 scale (cells are resized to the nominal diameter: the median diameter is measured by a
 first pass at the image's own scale on a few windows, unless ``diameter`` is given); tiles
 of ``tile`` px at the network scale overlapping by ``overlap`` px are run through the network
-``batch`` at a time; each tile is post-processed (:mod:`student.postprocess`) and stitched by
+``batch`` at a time; each tile is post-processed (:mod:`cellfuse.flow_instances`) and stitched by
 :func:`cellfuse.tiling.predict_tiled` (StarDist rule: cells must be smaller than the
 overlap, i.e. ``overlap > nominal_diameter`` with margin).
 """
@@ -29,19 +32,27 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cellfuse.errors import ConfigError, InvalidImageError
+from cellfuse.flow_instances import PostProcess, output_to_instances
 from cellfuse.instances import Instances
-from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, to_rgb, write_labels
+from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, write_labels
+from cellfuse.preprocess import (
+    Normalizer,
+    cell_areas,
+    median_diameter,
+    median_diameter_of_areas,
+    pad_to_multiple,
+    resize_image,
+    resize_labels,
+    scale_for_diameter,
+    scaled_shape,
+)
 from cellfuse.tiling import Tile, predict_tiled, tile_grid
-from student.postprocess import PostProcess, output_to_instances
-from teachers.augment import median_diameter, resize_image, resize_labels, scaled_shape
-from teachers.base import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -50,78 +61,6 @@ Reader = Callable[[Window], np.ndarray]
 
 #: images above this many pixels are stitched into a disk-backed array by predict_file
 MEMMAP_PX = 16_000_000
-
-
-# ----------------------------------------------------------------------------- normalisation
-
-
-@dataclass
-class Normalizer:
-    """Global intensity normalisation: per-channel ``(x - lo) / (hi - lo)`` clipped to [0, 1],
-    then ``1 - x`` when ``invert`` (bright background).
-
-    Attributes:
-        lo, hi: 3 float64 per-channel percentiles (of the RGB image).
-        invert: invert after scaling.
-    """
-
-    lo: np.ndarray
-    hi: np.ndarray
-    invert: bool
-
-    @classmethod
-    def from_sample(
-        cls, sample: np.ndarray, lower: float = 1.0, upper: float = 99.8
-    ) -> Normalizer | None:
-        """From ``Nx3`` sampled pixels; None when every channel is flat (nothing to segment)."""
-        lo, hi = np.percentile(sample, [lower, upper], axis=0)
-        if not (hi > lo).any():
-            return None
-        norm = cls(lo.astype(np.float64), hi.astype(np.float64), False)
-        norm.invert = bool(np.median(norm(sample[:, None, :]).mean(axis=-1)) > 0.5)
-        return norm
-
-    @classmethod
-    def from_image(cls, image: np.ndarray) -> Normalizer | None:
-        """Percentiles of the whole image, sampled with the stride ``normalize_image`` uses."""
-        from cellfuse.io import _PERCENTILE_SAMPLE_PX
-
-        rgb = to_rgb(image)
-        h, w = rgb.shape[:2]
-        step = max(1, math.ceil(math.sqrt(h * w / _PERCENTILE_SAMPLE_PX)))
-        return cls.from_sample(rgb[::step, ::step].reshape(-1, 3))
-
-    @classmethod
-    def from_reader(
-        cls, read: Reader, shape: tuple[int, int], grid: int = 6, size: int = 256
-    ) -> Normalizer | None:
-        """Percentiles of a ``grid x grid`` lattice of ``size`` px windows (whole slides)."""
-        h, w = shape
-        if h * w <= (grid * size) ** 2:
-            return cls.from_image(read((slice(0, h), slice(0, w))))
-        ys = np.linspace(0, max(h - size, 0), grid).astype(int)
-        xs = np.linspace(0, max(w - size, 0), grid).astype(int)
-        parts = [
-            to_rgb(read((slice(y, min(y + size, h)), slice(x, min(x + size, w))))).reshape(-1, 3)
-            for y in ys
-            for x in xs
-        ]
-        return cls.from_sample(np.concatenate(parts))
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """HxWxC raw pixels -> HxWx3 float32 in [0, 1]."""
-        span = self.hi - self.lo
-        scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-        x = to_rgb(image).astype(np.float32)
-        x -= self.lo.astype(np.float32)
-        x *= scale.astype(np.float32)
-        np.clip(x, 0.0, 1.0, out=x)
-        if self.invert:
-            x = 1.0 - x
-        return x
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(lo=self.lo.tolist(), hi=self.hi.tolist(), invert=self.invert)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -171,16 +110,6 @@ class TorchBackend:
         with torch.inference_mode(), amp:
             y = self.net(t)
         return y.float().contiguous()
-
-
-def _pad_batch(x: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pad (edge when too small) the bottom/right of ``BxCxHxW`` to a multiple."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -311,7 +240,8 @@ class StudentPredictor:
             ort = importlib.util.find_spec("onnxruntime") is not None
             backend = "onnx" if on_cpu and ort else "torch"
         if backend == "onnx":
-            from student.export import OnnxBackend, export_onnx
+            from student.export import export_onnx
+            from student.onnx_backend import OnnxBackend
 
             with tempfile.TemporaryDirectory() as tmp:
                 export_onnx(net, Path(tmp) / "student.onnx")
@@ -326,7 +256,7 @@ class StudentPredictor:
         cls, onnx_path: str | Path, threads: int = 0, **overrides: Any
     ) -> StudentPredictor:
         """From an exported ``.onnx`` file and its ``.json`` sidecar (no training code)."""
-        from student.export import OnnxBackend, read_sidecar
+        from student.onnx_backend import OnnxBackend, read_sidecar
 
         side = read_sidecar(onnx_path)
         backend = OnnxBackend(onnx_path, stride=side["stride"], threads=threads)
@@ -361,7 +291,7 @@ class StudentPredictor:
         """
         shape = scaled_shape(tiles[0].shape[:2], scale)
         x = np.stack([resize_image(t, shape).transpose(2, 0, 1) for t in tiles])
-        y = self.backend(_pad_batch(np.ascontiguousarray(x, np.float32), self.backend.stride))
+        y = self.backend(pad_to_multiple(np.ascontiguousarray(x, np.float32), self.backend.stride))
         return [y[i, :, : shape[0], : shape[1]] for i in range(len(tiles))]
 
     def predict_torch(self, x: Any) -> list[Instances]:
@@ -371,13 +301,13 @@ class StudentPredictor:
 
         h, w = x.shape[-2:]
         arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        y = self.backend(_pad_batch(np.ascontiguousarray(arr, np.float32), self.backend.stride))
+        y = self.backend(pad_to_multiple(np.ascontiguousarray(arr, np.float32), self.backend.stride))
         return [output_to_instances(y[i, :, :h, :w], self.pp) for i in range(y.shape[0])]
 
     # ------------------------------------------------------------------ scale
 
-    def _clamp(self, s: float) -> float:
-        return float(np.clip(s, self.min_scale, self.max_scale))
+    def _scale(self, diameter: float) -> float:
+        return scale_for_diameter(self.nominal_diameter, diameter, self.min_scale, self.max_scale)
 
     def predict_scaled(
         self,
@@ -411,13 +341,13 @@ class StudentPredictor:
             (scale, the pass's Instances when it covered the whole image, else None).
         """
         if self.diameter:
-            return self._clamp(self.nominal_diameter / float(self.diameter)), None
+            return self._scale(float(self.diameter)), None
         h, w = shape
         win = self.estimate_window
         if h <= win and w <= win:
             first = self.predict_scaled(read, shape, 1.0)
             d = median_diameter(first.labels)
-            return (self._clamp(self.nominal_diameter / d) if d > 0 else 1.0), first
+            return (self._scale(d) if d > 0 else 1.0), first
         centres = [(h / 2, w / 2)]
         if h >= 2 * win and w >= 2 * win:
             centres += [(h * fy, w * fx) for fy in (0.25, 0.75) for fx in (0.25, 0.75)]
@@ -427,13 +357,11 @@ class StudentPredictor:
             x0 = int(np.clip(cx - win / 2, 0, max(w - win, 0)))
             sub = (slice(y0, min(y0 + win, h)), slice(x0, min(x0 + win, w)))
             part = self.predict_scaled(lambda s, sub=sub: read(_compose(sub, s)), _size(sub), 1.0)
-            areas.append(np.bincount(part.labels.ravel())[1:])
-        a = np.concatenate(areas)
-        a = a[a > 0]
-        if a.size == 0:
+            areas.append(cell_areas(part.labels))
+        d = median_diameter_of_areas(np.concatenate(areas))
+        if d <= 0:
             return 1.0, None
-        d = float(np.median(2.0 * np.sqrt(a / np.pi)))
-        return self._clamp(self.nominal_diameter / d), None
+        return self._scale(d), None
 
     # ------------------------------------------------------------------ public
 
@@ -531,36 +459,6 @@ class StudentPredictor:
         return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
 
 
-class StudentTeacher(Teacher):
-    """A trained student as a member of the ensemble (self-training: the student of one round
-    pseudo-labels with the teachers for the next). Trained by ``tools/distill.py``, not here.
-
-    Args:
-        device: "auto", "cpu" or "cuda[:i]".
-        threads: CPU threads (0: the library default).
-    """
-
-    name = "student"
-
-    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
-        super().__init__()
-        self.device, self.threads = device, int(threads)
-        self.predictor: StudentPredictor | None = None
-
-    def fit(self, train, val, work_dir, *, resume=False):
-        raise ConfigError("a student is trained with tools/distill.py, not as a teacher")
-
-    def load(self, checkpoint: Path) -> None:
-        self.predictor = StudentPredictor.from_checkpoint(
-            checkpoint, device=self.device, threads=self.threads
-        )
-
-    def predict(self, image: np.ndarray) -> Instances:
-        if self.predictor is None:
-            raise ConfigError("StudentTeacher.predict before load(checkpoint)")
-        return self.predictor.predict(image)
-
-
 def _compose(outer: Window, inner: Window) -> Window:
     """The window ``inner`` (relative to ``outer``) in the coordinates of ``outer``'s image."""
     return (
@@ -573,4 +471,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "StudentTeacher", "TorchBackend", "Normalizer", "MEMMAP_PX"]
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cellfuse.errors import ConfigError
-from teachers.base import Teacher
+from cellfuse.model_api import Teacher
 
 # type name -> "module:Class"; imported lazily so `import teachers` stays light.
 TEACHER_REGISTRY: dict[str, str] = {
@@ -27,7 +27,7 @@ TEACHER_REGISTRY: dict[str, str] = {
     "sam": "teachers.sam:SAMTeacher",
     "maskrcnn": "teachers.maskrcnn:MaskRCNNTeacher",
     "classical": "teachers.classical:ClassicalTeacher",
-    "student": "student.predictor:StudentTeacher",  # a trained student joins the next round
+    "student": "student.as_teacher:StudentAsTeacher",  # a trained student joins the next round
 }
 
 

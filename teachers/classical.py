@@ -22,9 +22,10 @@ from skimage.segmentation import watershed
 
 from cellfuse.errors import ConfigError
 from cellfuse.instances import Instances, fill_holes, remove_small
-from cellfuse.io import atomic_write, normalize_image, read_image, read_labels, to_rgb
+from cellfuse.io import atomic_write, read_image, read_labels
 from cellfuse.layout import Sample
-from teachers.base import Teacher
+from cellfuse.model_api import Teacher
+from cellfuse.preprocess import auto_invert, prepare_image
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,10 @@ def foreground_image(image: np.ndarray, invert: str | bool = "auto") -> np.ndarr
         invert: True/False, or "auto": invert when the background (median) is bright
             (brightfield, H&E-like stains).
     """
-    rgb = normalize_image(to_rgb(image), per_channel=False)
+    rgb = prepare_image(image, invert=False, per_channel=False)
     gray = rgb.mean(axis=-1)
     if invert == "auto":
-        invert = float(np.median(gray)) > 0.5
+        invert = auto_invert(rgb)
     return 1.0 - gray if invert else gray
 
 

@@ -24,8 +24,8 @@ import numpy as np
 from cellfuse.errors import ConfigError
 from cellfuse.instances import Instances
 from cellfuse.layout import Sample
+from cellfuse.model_api import Teacher
 from cellfuse.tiling import predict_tiled
-from teachers.base import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def _as_config(cfg: Any) -> Any:
     if isinstance(cfg, Config):
         return copy.deepcopy(cfg)
     if isinstance(cfg, (str, Path)):
-        if not Path(cfg).is_file():
-            raise ConfigError(f"{cfg}: Mask R-CNN config file not found")
-        return Config.fromfile(str(cfg))
+        from cellfuse.config import resolve_config_path
+
+        return Config.fromfile(str(resolve_config_path(cfg)))
     if isinstance(cfg, Mapping):
         return Config(copy.deepcopy(dict(cfg)))
     raise ConfigError(f"cannot use a {type(cfg).__name__} as an MMEngine config")
@@ -250,7 +250,15 @@ class MaskRCNNTeacher(Teacher):
         if cfg is None:
             from mmengine.config import Config
 
-            meta = torch.load(checkpoint, map_location="cpu", weights_only=False).get("meta", {})
+            from cellfuse.nn.checkpoints import load_checkpoint
+
+            try:  # weights_only: a checkpoint is never allowed to run code when read
+                meta = load_checkpoint(checkpoint, what="Mask R-CNN checkpoint").get("meta", {})
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{exc}; an MMEngine Runner checkpoint holds logging objects besides "
+                    "its weights: pass cfg= (the teacher's config file) instead"
+                ) from None
             if "cfg" not in meta:
                 raise ConfigError(f"{checkpoint}: no config stored in the checkpoint; pass cfg=")
             cfg = Config.fromstring(meta["cfg"], ".py")

@@ -43,10 +43,11 @@ from scipy import ndimage as ndi
 
 from cellfuse.errors import ConfigError, LabelError
 from cellfuse.instances import Instances, label_dtype
-from cellfuse.io import atomic_write, normalize_image, read_image, read_labels, to_rgb
+from cellfuse.io import atomic_write, read_image, read_labels
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
 from cellfuse.modality import modality
+from cellfuse.preprocess import prepare_image as _prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +57,21 @@ log = logging.getLogger(__name__)
 def prepare_image(
     image: np.ndarray, *, lower: float = 1.0, upper: float = 99.8, invert_bright: bool = True
 ) -> np.ndarray:
-    """The network's view of an image: RGB, percentile-normalised, 0..255 float.
-
-    Gray images become 3 identical channels; gray images with a bright background
-    (brightfield) are inverted, so nuclei are bright on dark as in fluorescence.
+    """The network's view of an image: :func:`cellfuse.preprocess.prepare_image` (RGB,
+    percentile-normalised, bright backgrounds inverted unless ``invert_bright`` is False)
+    times 255.
 
     Args:
         image: HxW or HxWxC array of any real dtype (as ``cellfuse.io.read_image`` returns).
         lower: lower percentile mapped to 0.
         upper: upper percentile mapped to 255.
-        invert_bright: invert brightfield images (see :func:`cellfuse.modality.modality`).
+        invert_bright: invert bright-background images (brightfield and stains alike; this
+            teacher inverted gray brightfield images only before the rule was shared).
 
     Returns:
         HxWx3 float32 in [0, 255].
     """
-    rgb = to_rgb(image)
-    out = normalize_image(rgb, lower, upper, per_channel=True)
-    if invert_bright and modality(rgb) == "brightfield":
-        out = 1.0 - out
+    out = _prepare_image(image, "auto" if invert_bright else False, lower=lower, upper=upper)
     out *= 255.0
     return out
 

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from cellfuse.errors import ConfigError
 from cellfuse.instances import Instances
+from cellfuse.model_api import Teacher
 from cellfuse.tiling import tile_centroid_owner, tile_grid
-from teachers.base import Teacher
 from teachers.sam_build import (
     build_sam_vit_b,
     build_sam_vit_h,
@@ -208,7 +208,9 @@ class SAMTeacher(Teacher):
             if isinstance(tcfg, (str, Path)):
                 from mmengine.config import Config
 
-                tcfg = Config.fromfile(str(tcfg)).teacher
+                from cellfuse.config import resolve_config_path
+
+                tcfg = Config.fromfile(str(resolve_config_path(tcfg))).teacher
             self._prompt_teacher = load_teacher(tcfg, pcfg["checkpoint"])
         return self._prompt_teacher
 

@@ -19,6 +19,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from cellfuse.instances import Instances, label_dtype
+from cellfuse.preprocess import cell_areas, scale_for_diameter
+from cellfuse.preprocess import equivalent_diameters as _diameters_of_areas
+from cellfuse.preprocess import prepare_image as _prepare_image
 
 # ----------------------------------------------------------------------------- pure helpers
 
@@ -74,32 +77,24 @@ def neighbour_negatives(points: np.ndarray, k: int, radius: float) -> np.ndarray
 def prompt_scale(
     diameters: np.ndarray, nominal: float, limits: tuple[float, float] = (0.25, 4.0)
 ) -> float:
-    """Zoom factor that brings the median of ``diameters`` (px) to ``nominal`` px."""
+    """Zoom factor that brings the median of ``diameters`` (px) to ``nominal`` px
+    (:func:`cellfuse.preprocess.scale_for_diameter`)."""
     d = diameters[np.isfinite(diameters) & (diameters > 0)]
     if d.size == 0:
         return 1.0
-    return float(np.clip(nominal / np.median(d), *limits))
+    return scale_for_diameter(nominal, float(np.median(d)), *limits)
 
 
 def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
     """N float: diameter of the disc with each instance's area (instances 1..max)."""
-    a = np.bincount(labels.ravel())[1:].astype(np.float64)
-    return 2.0 * np.sqrt(a[a > 0] / np.pi)
+    return _diameters_of_areas(cell_areas(labels).astype(np.float64))
 
 
 def prepare_image(image: np.ndarray, invert_bright: bool = True) -> np.ndarray:
-    """Any HxWxC (or HxW) image -> HxWx3 float32 RGB in [0, 255], as SAM expects.
-
-    Percentile-normalised per channel; with ``invert_bright`` a bright-background image
-    (median grey above mid-range: brightfield, most stains) is inverted, so nuclei are
-    bright on dark in every modality.
-    """
-    from cellfuse.io import normalize_image, to_rgb
-
-    img = normalize_image(to_rgb(image))
-    if invert_bright and float(np.median(img.mean(axis=-1))) > 0.5:
-        img = 1.0 - img
-    return img * 255.0
+    """Any HxWxC (or HxW) image -> HxWx3 float32 RGB in [0, 255], as SAM expects:
+    :func:`cellfuse.preprocess.prepare_image` (bright backgrounds inverted unless
+    ``invert_bright`` is False) times 255."""
+    return _prepare_image(image, "auto" if invert_bright else False) * 255.0
 
 
 def paint_masks(

@@ -7,121 +7,24 @@ Each stage records what it was computed from (configs, input files, upstream res
 otherwise. Inside a stage the tools resume on their own (teachers from ``last.pth``,
 pseudo-labels from their manifest, predictions per image), so a run killed anywhere picks up
 where it stopped. Test labels are never read before the evaluate stage.
+
+Orchestration: the one layer (with the CLI) that imports every model package; the core
+(:mod:`cellfuse.stages` holds the stage records) never imports it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cellfuse.errors import ConfigError, LayoutError
+from cellfuse.app.evaluation import evaluate, make_report
+from cellfuse.config import config_text, load_config, profile_path
+from cellfuse.errors import LayoutError
+from cellfuse.stages import Run, find_test_labels, folder_signature
 
 log = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[1]
-STAGES = ("teachers", "pseudo", "student", "export", "predict", "submit", "evaluate", "report")
-
-
-def find_test_labels(input_dir: Path) -> Path | None:
-    """Truth for the test images, if the input ships it apart (read only by evaluate)."""
-    for name in ("test_labels", "test/labels"):
-        if (input_dir / name).is_dir():
-            return input_dir / name
-    return None
-
-
-def _sha1(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def folder_signature(folder: Path) -> list[tuple[str, int]]:
-    """(name, size) of every file in ``folder``: cheap and stable across clones."""
-    if not folder.is_dir():
-        return []
-    return sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
-
-
-def config_text(path: str | Path) -> str:
-    """A config file's text with its ``_base_`` files', for stage keys."""
-    from mmengine.config import Config
-
-    return Config.fromfile(str(_repo_path(path))).pretty_text
-
-
-def _repo_path(path: str | Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else REPO / p
-
-
-@dataclass
-class Run:
-    """One pipeline run: where things are and what each stage recorded."""
-
-    input_dir: Path
-    work_dir: Path
-    profile: str
-    cfg: Any
-    address: str | None = None
-    records: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def stage_dir(self) -> Path:
-        return self.work_dir / "stages"
-
-    def record(self, stage: str) -> dict | None:
-        p = self.stage_dir / f"{stage}.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def is_current(self, name: str, key_parts: Any) -> bool:
-        """Whether stage ``name`` is recorded under this key (:meth:`stage` would skip it)."""
-        rec = self.record(name)
-        return rec is not None and rec.get("key") == _sha1([name, key_parts])
-
-    def stage(
-        self, name: str, key_parts: Any, fn: Callable[[], dict], work: Path | None = None
-    ) -> dict:
-        """Run ``fn`` unless the stage's record holds the same key; record its result.
-
-        ``work``: the stage's own folder, where ``fn`` resumes from a checkpoint it left. It
-        is only resumed by the same stage key: a folder left by a run under other inputs or
-        config is moved aside to ``<work>.stale`` first, so a changed config trains afresh.
-        """
-        from cellfuse.io import atomic_write, atomic_write_text
-
-        key = _sha1([name, key_parts])
-        rec = self.record(name)
-        if rec is not None and rec.get("key") == key:
-            log.info("stage %s: up to date, skipped", name)
-            self.records[name] = rec
-            return rec
-        started = self.stage_dir / f"{name}.started"
-        if work is not None and work.exists():
-            before = started.read_text().strip() if started.exists() else None
-            if before is None and rec is not None:
-                before = rec.get("key")
-            if before is not None and before != key:
-                stale = work.with_name(work.name + ".stale")
-                shutil.rmtree(stale, ignore_errors=True)
-                work.rename(stale)
-                log.warning("stage %s: inputs or config changed; old work moved to %s", name, stale)
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(started, key + "\n")
-        log.info("stage %s: running", name)
-        t0 = time.time()
-        result = fn()
-        rec = {"key": key, "seconds": round(time.time() - t0, 1), **result}
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_write(self.stage_dir / f"{name}.json", "w") as fh:
-            json.dump(rec, fh, indent=2, default=str)
-        self.records[name] = rec
-        return rec
 
 
 # ----------------------------------------------------------------------------- stages
@@ -129,11 +32,9 @@ class Run:
 
 def _stage_config(path: str | Path, run: Run, extra: dict | None = None):
     """Load a stage config with the run's input as its data root."""
-    from teachers.train import load_config
-
     opts = {"data.root": str(run.input_dir), "data.val": None, "seed": run.cfg.get("seed", 0)}
     opts.update(extra or {})
-    return load_config(_repo_path(path), opts)
+    return load_config(path, opts)
 
 
 def train_teachers(run: Run) -> dict:
@@ -182,9 +83,7 @@ def unlabeled_images(run: Run) -> tuple[list[Path], bool]:
 def ensemble_config(run: Run, teachers: dict):
     """The pseudo-label config of the run: the profile's ensemble file with the run's trained
     teachers (weights = their val F1), the classical teacher and the refiner."""
-    from teachers.train import load_config
-
-    cfg = load_config(_repo_path(run.cfg.ensemble))
+    cfg = load_config(run.cfg.ensemble)
     entries = [
         dict(
             name=name,
@@ -259,7 +158,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
     def train(cfg, work: Path, stop=None) -> dict:
         resume = (work / "last.pth").exists()
         if parallel:
-            from cellfuse.child import run_in_child
+            from cellfuse.child_process import run_in_child
 
             cfg_file = work / "stage_config.py"
             work.mkdir(parents=True, exist_ok=True)
@@ -375,147 +274,6 @@ def submit(run: Run, predicted: dict) -> dict:
     )
 
 
-def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
-    """Challenge F1 and s/Mpx on the test images of every teacher (the refiner prompted by
-    the others, as in the ensemble), of the fused ensemble and of both students; the test
-    labels are read here only. Image by image, so memory holds one image's predictions."""
-    import tempfile
-
-    from cellfuse.io import read_image, read_labels
-    from cellfuse.layout import find_label, image_id, list_images
-    from cellfuse.metric import evaluate_image
-    from ensemble.worker import PseudoLabeler
-    from student.predictor import StudentPredictor
-
-    cfg = ensemble_config(run, teachers)
-
-    def fn() -> dict:
-        students_m = {
-            n: StudentPredictor.from_checkpoint(r["checkpoint"]) for n, r in students.items()
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            labeler = PseudoLabeler.from_config(cfg, tmp, threads=2)
-            specs = labeler.specs
-            names = [s.name for s in specs] + ["ensemble"] + list(students_m)
-            f1 = {n: {0.5: [], 0.75: []} for n in names}
-            secs = dict.fromkeys(names, 0.0)
-            mpx = 0.0
-            for p in list_images(run.input_dir / "test" / "images"):
-                image = read_image(p, allow_constant=True)
-                t = read_labels(find_label(truth, image_id(p)))
-                mpx += image.shape[0] * image.shape[1] / 1e6
-                took: dict[str, float] = {}
-                preds = dict(
-                    zip(
-                        [s.name for s in specs],
-                        labeler.predict_teachers(image, image_id(p), "-", took),
-                        strict=True,
-                    )
-                )
-                t0 = time.perf_counter()
-                preds["ensemble"] = labeler.fuse(list(preds.values()), predict=True).instances
-                took["ensemble"] = sum(took.values()) + time.perf_counter() - t0
-                for name, model in students_m.items():
-                    t0 = time.perf_counter()
-                    preds[name] = model.predict(image)
-                    took[name] = time.perf_counter() - t0
-                for name, inst in preds.items():
-                    secs[name] += took[name]
-                    scores = evaluate_image(t, inst.labels, (0.5, 0.75))["scores"]
-                    for thr in (0.5, 0.75):
-                        f1[name][thr].append(scores[thr]["f1"])
-        rows = {
-            n: {
-                "f1_50": float(sum(f1[n][0.5]) / max(len(f1[n][0.5]), 1)),
-                "f1_75": float(sum(f1[n][0.75]) / max(len(f1[n][0.75]), 1)),
-                "s_per_mpx": round(secs[n] / max(mpx, 1e-9), 3),
-            }
-            for n in names
-        }
-        from cellfuse.metric import evaluate_dirs
-
-        report = evaluate_dirs(truth, run.work_dir / "submission" / "predictions")
-        rep = run.work_dir / "report"
-        rep.mkdir(parents=True, exist_ok=True)
-        report.to_csv(rep / "per_image.csv")
-        report.to_json(rep / "submission_scores.json")
-        return {"models": rows, "submission": report.summary()}
-
-    key = [cfg.pretty_text, [r["key"] for r in (*teachers.values(), *students.values())]]
-    return run.stage("evaluate", key, fn)
-
-
-def make_report(run: Run, truth: Path | None) -> Path:
-    """``work/report/index.html``: F1 table, speeds, outlines vs truth, a disagreement map."""
-    from cellfuse.io import read_image, read_labels
-    from cellfuse.layout import find_label, image_id, list_images
-    from cellfuse.report import disagreement_png, examples_png, write_report
-
-    rep = run.work_dir / "report"
-    rep.mkdir(parents=True, exist_ok=True)
-    tables, figures = {}, []
-    ev = run.records.get("evaluate")
-    if ev:
-        tables["F1 on the test images (mean per image) and speed on this machine"] = (
-            ["model", "F1@0.5", "F1@0.75", "s/Mpx"],
-            [[n, r["f1_50"], r["f1_75"], r["s_per_mpx"]] for n, r in ev["models"].items()],
-        )
-    ps = run.records.get("pseudo", {})
-    notes = [
-        f"profile {run.profile}; input {run.input_dir}",
-        f"pseudo-labels on {ps.get('images')} unlabeled images"
-        + (
-            " (transductive: the test images are in the unlabeled pool; their labels are never read)"
-            if ps.get("transductive")
-            else ""
-        ),
-    ]
-    test_images = list_images(run.input_dir / "test" / "images")[:4]
-    samples = []
-    for p in test_images:
-        pred = read_labels(run.work_dir / "predictions" / f"{image_id(p)}_label.tiff")
-        t = (
-            read_labels(find_label(truth, image_id(p)))
-            if truth is not None and find_label(truth, image_id(p))
-            else None
-        )
-        samples.append((image_id(p), read_image(p, allow_constant=True), pred, t, None))
-    if samples:
-        figures.append(
-            (
-                "Student predictions (yellow) next to the truth (green)",
-                examples_png(samples, rep / "examples.png"),
-            )
-        )
-    cache = run.work_dir / "pseudo" / "cache"
-    if cache.is_dir():
-        first = sorted((run.work_dir / "pseudo").glob("*_label.tiff"))
-        if first:
-            iid = first[0].name[: -len("_label.tiff")]
-            teachers = {
-                d.name: read_labels(d / f"{iid}_label.tiff")
-                for d in sorted(cache.iterdir())
-                if (d / f"{iid}_label.tiff").exists()
-            }
-            src = next((p for p in unlabeled_images(run)[0] if image_id(p) == iid), None)
-            ign = run.work_dir / "pseudo" / f"{iid}_ignore.tiff"
-            if src is not None and teachers:
-                figures.append(
-                    (
-                        "Teacher disagreement on an unlabeled image",
-                        disagreement_png(
-                            read_image(src, allow_constant=True),
-                            teachers,
-                            read_labels(first[0]),
-                            read_labels(ign) > 0 if ign.exists() else None,
-                            rep / "disagreement.png",
-                            iid,
-                        ),
-                    )
-                )
-    return write_report(rep, "cellfuse run report", tables, figures, notes)
-
-
 def run(
     input_dir: str | Path,
     work_dir: str | Path,
@@ -525,16 +283,11 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
-    from teachers.train import load_config
-
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
     for need in ("train/images", "train/labels", "test/images"):
         if not (input_dir / need).is_dir():
             raise LayoutError(f"{input_dir}: no {need} folder (expected the Med-MLE-bench layout)")
-    profile_file = REPO / "configs" / "pipeline" / f"{profile}.py"
-    if not profile_file.exists():
-        raise ConfigError(f"unknown profile {profile!r} (no {profile_file})")
-    cfg = load_config(profile_file, cfg_options)
+    cfg = load_config(profile_path(profile), cfg_options)
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
     teachers = train_teachers(r)
@@ -545,8 +298,8 @@ def run(
     sub = submit(r, predicted)
     truth = find_test_labels(input_dir)
     if truth is not None:
-        evaluate(r, truth, teachers, students)
-    report = make_report(r, truth)
+        evaluate(r, truth, ensemble_config(r, teachers), teachers, students)
+    report = make_report(r, truth, unlabeled_images(r)[0])
     summary = {
         "profile": profile,
         "input": str(input_dir),
@@ -556,7 +309,7 @@ def run(
         "seconds": round(time.time() - t0, 1),
         "stages": r.records,
     }
-    from cellfuse.io import atomic_write
+    from cellfuse.files import atomic_write
 
     with atomic_write(work_dir / "run.json", "w") as fh:
         json.dump(summary, fh, indent=2, default=str)

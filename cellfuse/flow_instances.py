@@ -1,6 +1,8 @@
-"""Network outputs -> instances: cellpose-style flow-following, optionally at half resolution.
+"""Flow-network outputs -> instances, the one post-processing of every flow model (the flow
+U-Net teacher at full resolution, the student optionally at half resolution).
 
-Pure functions on numpy arrays (the same family as the flow teacher, :mod:`cellfuse.flows`).
+Pure functions on numpy arrays on top of :mod:`cellfuse.flows`. The score of a cell is its
+mean cell probability times ``1 - flow_error``, clipped to [0, 1].
 
 Flow-following costs ``O(foreground px x iterations)`` and dominates the student's time at
 full resolution. With ``follow_scale=0.5`` the probability and flows are 2x2-averaged, pixels
@@ -22,10 +24,8 @@ from scipy import ndimage as ndi
 
 from cellfuse.config import dataclass_from_dict
 from cellfuse.errors import ConfigError
-from cellfuse.flows import flows_to_labels
+from cellfuse.flows import FLOW_SCALE, flows_to_labels
 from cellfuse.instances import Instances, relabel_sequential, remove_small
-
-FLOW_SCALE = 5.0  # the network predicts 5 x the unit flow (teachers.flowunet.FLOW_SCALE)
 
 
 @dataclass

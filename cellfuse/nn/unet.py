@@ -1,6 +1,6 @@
 """A small, plain-PyTorch U-Net whose sizes, norm and activation come from arguments.
 
-Shared by the flow U-Net teacher and the student. Everything needed to rebuild a network is
+Used by the flow U-Net teacher (and loaded by the student as a soft teacher). Everything needed to rebuild a network is
 in :meth:`UNet.config` (plain ints and strings), so a checkpoint can hold it next to the
 weights. Only ops that export cleanly to ONNX are used (3x3 convs, max-pool, bilinear
 upsampling by 2, concatenation).
@@ -8,7 +8,7 @@ upsampling by 2, concatenation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,33 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellfuse.errors import ConfigError
-
-NormFactory = Callable[[int], nn.Module]
-ActFactory = Callable[[], nn.Module]
-
-
-def _group_norm(ch: int) -> nn.Module:
-    return nn.GroupNorm(min(8, ch), ch)
-
-
-NORMS: dict[str, NormFactory] = {
-    "batch": nn.BatchNorm2d,
-    "group": _group_norm,
-    "instance": lambda ch: nn.InstanceNorm2d(ch, affine=True),
-    "none": lambda ch: nn.Identity(),
-}
-ACTS: dict[str, ActFactory] = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "silu": lambda: nn.SiLU(inplace=True),
-    "gelu": nn.GELU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
-}
-
-
-def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
-    if name not in table:
-        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
+from cellfuse.nn.layers import ACTS, NORMS, ActFactory, NormFactory, lookup
 
 
 class ConvBlock(nn.Module):
@@ -82,7 +56,7 @@ class UNet(nn.Module):
     (bilinear x2 upsampling, skip concatenation) and a 1x1 head.
 
     Input height and width must be multiples of :attr:`stride` (``2 ** (levels - 1)``);
-    :func:`pad_to_multiple` pads them.
+    :func:`cellfuse.nn.layers.pad_to_multiple` pads them.
 
     Args:
         in_ch: input channels.
@@ -116,8 +90,8 @@ class UNet(nn.Module):
             act=act,
             residual=bool(residual),
         )
-        nf = _lookup(NORMS, norm, "norm")
-        af = _lookup(ACTS, act, "activation")
+        nf = lookup(NORMS, norm, "norm")
+        af = lookup(ACTS, act, "activation")
         ws = list(widths)
         self.down = nn.ModuleList()
         prev = in_ch
@@ -153,22 +127,4 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (replicate when too small) the bottom/right of ``BxCxHxW`` to a multiple.
-
-    Returns:
-        (padded tensor, (H, W) of the input, to crop the output back with ``[..., :H, :W]``).
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-__all__ = ["UNet", "ConvBlock", "NORMS", "ACTS", "pad_to_multiple", "count_parameters"]
+__all__ = ["UNet", "ConvBlock"]

@@ -1,4 +1,8 @@
-"""The interface every teacher implements."""
+"""The interface every ensemble member implements (the teachers, and a trained student
+taking part in the next round), and :func:`validate`, the F1 that selects checkpoints.
+
+Torch-free and in the core so that both ``teachers/`` and ``student/`` implement it without
+importing each other."""
 
 from __future__ import annotations
 

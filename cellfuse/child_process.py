@@ -5,7 +5,7 @@ must resume cleanly, so no orphan may keep training and writing checkpoints afte
 parent is gone: the child asks the kernel for SIGKILL when the parent dies (Linux
 ``PR_SET_PDEATHSIG``) and, everywhere, a watchdog thread exits when its parent changes.
 
-    run_in_child("student.distill:train_from_file", cfg_file, work_dir, log=work_dir / "train.log")
+    run_in_child("student.distill:distill_file", cfg_file, work_dir, log=work_dir / "train.log")
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import threading
 import time
 from pathlib import Path
 
+from cellfuse.config import package_parent
 from cellfuse.errors import CellfuseError
+from cellfuse.log_setup import setup_logging
 
 log = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 class ChildError(CellfuseError):
     """A child process exited with an error."""
@@ -56,8 +55,10 @@ def run_in_child(
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "cellfuse.child", str(os.getpid()), target, *map(str, args)]
+    # the child imports from where this process imports cellfuse (a checkout or site-packages)
+    here = str(package_parent())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "cellfuse.child_process", str(os.getpid()), target, *map(str, args)]
     with open(log_file, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         try:
@@ -121,7 +122,7 @@ def _die_with(parent: int) -> None:
 def main(argv: list[str]) -> None:
     parent, target, *args = argv
     _die_with(int(parent))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     module, _, func = target.partition(":")
     getattr(importlib.import_module(module), func)(*args)
 

@@ -1,19 +1,11 @@
-"""Input representation, scale normalisation, augmentation and crop sampling.
-
-Shared by the flow U-Net teacher and the student.
-
-Input representation (:func:`prepare_image`): any image (8/16-bit, gray, RGB, RGBA,
-few-channel) becomes ``HxWx3 float32`` in [0, 1]: ``to_rgb`` (gray is repeated), per-channel
-1-99.8 percentile normalisation, and images with a bright background (brightfield, H&E-like
-stains; median > 0.5) are inverted so cells are always bright on dark.
-
-Scale normalisation: images are resized by ``nominal / median_diameter`` so that cells reach
-a nominal diameter (equivalent-circle diameter, :func:`median_diameter`).
+"""Training crops: one affine resampling per crop, colour jitter, and the torch resize.
 
 Augmentation (:func:`sample_crop`): one affine resampling per crop (scale jitter, any
 rotation, a flip, translation) applied to image and targets together, with the flow vectors
 rotated and flipped to match; then colour jitter on the image (gray conversion, channel
 shuffle, hue/saturation/value jitter, contrast/gamma, inversion, noise).
+
+The input representation and the scale rule are :mod:`cellfuse.preprocess`'s.
 """
 
 from __future__ import annotations
@@ -26,48 +18,12 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 
-from cellfuse.errors import InvalidImageError
-from cellfuse.io import normalize_image, to_rgb
 
+def resize_image_torch(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an HxWxC float image (antialiased when shrinking), by torch.
 
-def prepare_image(image: np.ndarray, invert: bool | str = "auto") -> np.ndarray:
-    """Fixed network input representation (see module doc).
-
-    Args:
-        image: HxW or HxWxC array of any real dtype.
-        invert: True/False, or "auto" (invert when the median of the normalised gray > 0.5).
-
-    Returns:
-        HxWx3 float32 in [0, 1], cells bright on a dark background.
-    """
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3):
-        raise InvalidImageError(f"expected an HxW or HxWxC image, got shape {arr.shape}")
-    x = normalize_image(to_rgb(arr), per_channel=True)
-    if invert == "auto":
-        step = max(1, int(math.sqrt(x.shape[0] * x.shape[1] / 1e6)))
-        invert = bool(np.median(x[::step, ::step].mean(axis=-1)) > 0.5)
-    if invert:
-        x = 1.0 - x
-    return x
-
-
-def median_diameter(labels: np.ndarray) -> float:
-    """Median equivalent-circle diameter ``2 * sqrt(area / pi)`` of the instances (0 if none)."""
-    area = np.bincount(labels.ravel())[1:]
-    area = area[area > 0]
-    if area.size == 0:
-        return 0.0
-    return float(np.median(2.0 * np.sqrt(area / np.pi)))
-
-
-def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
-    """(H, W) after resizing by ``scale`` (at least 1 px)."""
-    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an HxWxC float image (antialiased when shrinking).
+    The training rule (flow targets and the flow U-Net teacher's inference); its numpy twin
+    :func:`cellfuse.preprocess.resize_image` agrees to 1 float32 ulp.
 
     Returns:
         shape[0] x shape[1] x C float32.
@@ -78,16 +34,6 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     shrink = shape[0] < image.shape[0] or shape[1] < image.shape[1]
     out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
     return out[0].permute(1, 2, 0).numpy()
-
-
-def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an HxW label image (pixel centres map to pixel centres)."""
-    h, w = labels.shape
-    if (h, w) == tuple(shape):
-        return labels
-    yi = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
-    xi = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
-    return labels[yi[:, None], xi[None, :]]
 
 
 def affine_sample(
@@ -215,11 +161,7 @@ def sample_crop(
 
 
 __all__ = [
-    "prepare_image",
-    "median_diameter",
-    "scaled_shape",
-    "resize_image",
-    "resize_labels",
+    "resize_image_torch",
     "affine_sample",
     "transform_flows",
     "color_jitter",

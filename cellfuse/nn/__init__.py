@@ -1,0 +1,8 @@
+"""Torch building blocks shared by the teachers and the student: layer factories
+(:mod:`~cellfuse.nn.layers`), the U-Net (:mod:`~cellfuse.nn.unet`), training-crop
+augmentation (:mod:`~cellfuse.nn.augment`) and the flow-network training loop
+(:mod:`~cellfuse.nn.flow_training`).
+
+Not part of the torch-free core: nothing in ``cellfuse`` outside this package (and the
+orchestration in :mod:`cellfuse.app`) imports it. Installed with ``cellfuse[train]``.
+"""
