@@ -36,7 +36,6 @@ it in the report.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -540,40 +539,3 @@ def _evaluate_one(
             p = np.zeros_like(t)
     res = evaluate_image(t, p, thresholds)
     report.images.append({"image_id": key, "status": status, **res})
-
-
-def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``TRUTH_DIR PRED_DIR [--out DIR] [--thresholds T ...]``.
-
-    Prints the summary table and writes ``per_image.csv`` and ``summary.json`` into
-    ``--out`` (default ``PRED_DIR/../eval``). Returns the exit code.
-    """
-    parser = argparse.ArgumentParser(
-        prog="cellfuse evaluate",
-        description="F1 of predicted cell labels against truth (NeurIPS 2022 CellSeg metric).",
-    )
-    parser.add_argument("truth_dir", metavar="TRUTH_DIR", type=Path, help="truth label images")
-    parser.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="predicted <id>_label.tiff")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="report folder (default PRED_DIR/../eval)"
-    )
-    parser.add_argument(
-        "--thresholds",
-        type=float,
-        nargs="+",
-        default=list(THRESHOLDS),
-        metavar="T",
-        help="IoU thresholds",
-    )
-    args = parser.parse_args(argv)
-    out = args.out if args.out is not None else args.pred_dir.resolve().parent / "eval"
-    try:
-        report = evaluate_dirs(args.truth_dir, args.pred_dir, args.thresholds)
-        out.mkdir(parents=True, exist_ok=True)
-        report.to_csv(out / "per_image.csv")
-        report.to_json(out / "summary.json")
-    except (CellfuseError, ValueError) as e:
-        parser.exit(2, f"error: {e}\n")
-    print(report.table())
-    print(f"report: {out / 'per_image.csv'}, {out / 'summary.json'}")
-    return 0

@@ -12,14 +12,13 @@ that fails or dies leaves the previous submission as it was.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -380,49 +379,3 @@ def check_submission(
             ]
             problems += [f"{k}: not in the sample submission" for k in sorted(seen - set(wanted))]
     return problems
-
-
-def submit_main(argv: Sequence[str] | None = None) -> int:
-    """Command line.
-
-    ``PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]`` writes a submission;
-    ``--check OUT_DIR [--test-images DIR] [--sample-submission CSV]`` checks one.
-    Returns the exit code (0 = valid).
-    """
-    parser = argparse.ArgumentParser(
-        prog="cellfuse submit", description="Write or check a challenge submission folder."
-    )
-    parser.add_argument("paths", nargs="*", metavar="PRED_DIR TEST_IMAGES_DIR OUT_DIR")
-    parser.add_argument("--sample-submission", type=Path, metavar="CSV")
-    parser.add_argument("--check", type=Path, metavar="OUT_DIR", help="only check this submission")
-    parser.add_argument("--test-images", type=Path, metavar="DIR", help="with --check: test images")
-    args = parser.parse_args(argv)
-    if args.check is not None:
-        if args.paths:
-            parser.error("--check takes no positional arguments")
-        try:
-            problems = check_submission(
-                args.check, args.test_images, sample_submission=args.sample_submission
-            )
-        except CellfuseError as e:
-            problems = [str(e)]
-        for p in problems:
-            print(p)
-        print(
-            f"{args.check}: {'INVALID, ' + str(len(problems)) + ' problem(s)' if problems else 'valid'}"
-        )
-        return 1 if problems else 0
-    if len(args.paths) != 3:
-        parser.error("expected PRED_DIR TEST_IMAGES_DIR OUT_DIR (or --check OUT_DIR)")
-    if args.test_images is not None:
-        parser.error("--test-images goes with --check; give TEST_IMAGES_DIR as a positional")
-    pred_dir, test_dir, out_dir = (Path(p) for p in args.paths)
-    try:
-        csv_path = write_submission(
-            pred_dir, test_dir, out_dir, sample_submission=args.sample_submission
-        )
-    except CellfuseError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {csv_path}")
-    return 0

@@ -1,4 +1,4 @@
-"""cellfuse.child: a function in a child process that dies with its parent."""
+"""cellfuse.child_process: a function in a child process that dies with its parent."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cellfuse.child import ChildError, last_line, run_in_child
+from cellfuse.child_process import ChildError, last_line, run_in_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +51,7 @@ def test_the_child_dies_with_its_killed_parent(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from cellfuse.child import run_in_child; "
+            "import sys; from cellfuse.child_process import run_in_child; "
             "run_in_child('test_child:write_pid_and_sleep', sys.argv[1], log_file=sys.argv[2])",
             str(marker),
             str(tmp_path / "child.log"),
@@ -75,7 +75,7 @@ def test_the_child_dies_with_its_killed_parent(tmp_path):
 def test_the_parent_logs_the_childs_last_line(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PYTHONPATH", str(HERE))
     log = tmp_path / "w" / "train.log"
-    with caplog.at_level("INFO", logger="cellfuse.child"):
+    with caplog.at_level("INFO", logger="cellfuse.child_process"):
         run_in_child("test_child:progress", log_file=log, heartbeat_s=0.3)
     assert "w: step 2/2" in caplog.text
     assert last_line(log) == "step 2/2"

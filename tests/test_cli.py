@@ -1,9 +1,10 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
-from cellfuse.cli import main
+from cellfuse.app.cli import main
 
 
 def test_import_cellfuse_is_light():
@@ -17,8 +18,46 @@ def test_import_cellfuse_is_light():
 
 def test_help_and_unknown_command(capsys):
     assert main(["--help"]) == 0
-    assert main(["frobnicate"]) == 2
     assert "cellfuse run" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2
+
+
+COMMANDS = (
+    "check",
+    "train-teacher",
+    "pseudo-label",
+    "distill",
+    "export",
+    "predict",
+    "evaluate",
+    "submit",
+    "run",
+)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert f"cellfuse {command}" in capsys.readouterr().out
+
+
+def test_cfg_options_are_parsed_once():
+    from cellfuse.app.cli import parse_cfg_options
+
+    assert parse_cfg_options(["a.b=1", "c=[1,2]", "d=None"]) == {"a.b": 1, "c": [1, 2], "d": None}
+    assert parse_cfg_options(None) is None
+
+
+def test_installed_layout_finds_the_shipped_configs(tmp_path, monkeypatch):
+    """From any folder, the profiles' relative config names resolve inside the package."""
+    from cellfuse.config import config_root, load_config, profile_path, resolve_config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert profile_path("demo") == config_root() / "pipeline" / "demo.py"
+    cfg = load_config(profile_path("demo"))
+    for entry in cfg.teachers:
+        assert resolve_config_path(entry["config"]).is_file()
+    assert resolve_config_path(cfg.student).is_file()
 
 
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):

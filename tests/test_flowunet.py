@@ -15,18 +15,12 @@ from cellfuse.instances import Instances
 from cellfuse.io import read_image
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
+from cellfuse.nn.augment import affine_sample, color_jitter, sample_crop, transform_flows
+from cellfuse.nn.layers import count_parameters, pad_to_multiple
+from cellfuse.nn.unet import UNet
+from cellfuse.preprocess import median_diameter, prepare_image, resize_labels
 from teachers import build_teacher
-from teachers.augment import (
-    affine_sample,
-    color_jitter,
-    median_diameter,
-    prepare_image,
-    resize_labels,
-    sample_crop,
-    transform_flows,
-)
 from teachers.flowunet import FlowUNetTeacher
-from teachers.unet import UNet, count_parameters, pad_to_multiple
 
 TINY = dict(widths=(4, 8), depth=1, norm="batch", act="relu")
 
@@ -217,10 +211,10 @@ def test_fit_load_predict_and_resume(tmp_path):
     img = read_image(val[0].image)
     inst = t2.predict(img)
     assert inst.shape == img.shape[:2] and ((inst.scores >= 0) & (inst.scores <= 1)).all()
-    last = torch.load(tmp_path / "last.pth", weights_only=False)["state"]
+    last = torch.load(tmp_path / "last.pth", weights_only=True)["state"]
     t3 = build_teacher({**cfg, "train_minutes": 0.06})
     t3.fit(train, val, tmp_path, resume=True)
-    again = torch.load(tmp_path / "last.pth", weights_only=False)["state"]
+    again = torch.load(tmp_path / "last.pth", weights_only=True)["state"]
     assert again["step"] > last["step"] and again["train_seconds"] >= 0.06 * 60
 
 
@@ -233,7 +227,7 @@ def test_step_budget_gives_the_same_weights_twice(tmp_path):
     for run in ("a", "b"):
         t = build_teacher(cfg)
         t.fit(train, val, tmp_path / run)
-        last = torch.load(tmp_path / run / "last.pth", weights_only=False)
+        last = torch.load(tmp_path / run / "last.pth", weights_only=True)
         assert last["state"]["step"] == 4
         assert [h["step"] for h in last["state"]["history"]] == [2, 4]
         states.append(last["state_dict"])

@@ -239,7 +239,7 @@ def test_fit_runs_the_runner(trained):
     assert (work / "best_metrics.json").is_file()
     assert {"f1_50", "f1_75"} <= set(teacher.val_metrics)
     assert 0.0 <= teacher.val_metrics["f1_50"] <= 1.0
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert "cfg" in saved["meta"] and saved["meta"]["iter"] == 2
 
 
@@ -383,7 +383,7 @@ def test_adapt_checkpoint_drops_mismatched_heads(tmp_path, caplog):
         )
     )
     assert "roi_head.bbox_head.fc_cls.weight (81, 64)->(2, 64)" in caplog.text
-    adapted = torch.load(tmp_path / "adapted.pth", weights_only=False)
+    adapted = torch.load(tmp_path / "adapted.pth", weights_only=True)
     assert set(adapted["state_dict"]) == set(state) - set(dropped)
     result = model.load_state_dict(adapted["state_dict"], strict=False)
     assert sorted(result.missing_keys) == sorted(dropped)

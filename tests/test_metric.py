@@ -20,7 +20,6 @@ from cellfuse.metric import (
     THRESHOLDS,
     evaluate_dirs,
     evaluate_image,
-    evaluate_main,
     f1_scores,
     iou_matrix,
     match,
@@ -419,9 +418,12 @@ def test_evaluate_dirs_report(eval_dirs, tmp_path):
     assert "mean F1" in table and "1 missing" in table and "0.50" in table
 
 
-def test_evaluate_main_writes_next_to_predictions(eval_dirs, capsys):
+def test_cli_evaluate_writes_next_to_predictions(eval_dirs, capsys):
+    from cellfuse.app.cli import main
+
     truth_dir, pred_dir = eval_dirs
-    assert evaluate_main([str(truth_dir), str(pred_dir), "--thresholds", "0.5", "0.75"]) == 0
+    args = ["evaluate", str(truth_dir), str(pred_dir), "--thresholds", "0.5", "0.75"]
+    assert main(args) == 0
     out = pred_dir.parent / "eval"
     assert (out / "per_image.csv").is_file()
     assert json.loads((out / "summary.json").read_text())["thresholds"] == [0.5, 0.75]

@@ -9,9 +9,9 @@ import sys
 import pytest
 from conftest import DEMO
 
-from cellfuse.cli import main
+from cellfuse.app.cli import main
+from cellfuse.app.pipeline import run
 from cellfuse.errors import LayoutError
-from cellfuse.pipeline import run
 
 
 def _small_input(dst, n_train=8, n_unlabeled=4, n_test=3, unlabeled=True):
@@ -109,7 +109,7 @@ def test_bad_input_and_profile(tmp_path):
 _KILLED_RUN = """
 import json, os, signal, sys
 from ensemble.worker import PseudoLabeler
-from cellfuse.pipeline import run
+from cellfuse.app.pipeline import run
 
 process, calls = PseudoLabeler.process, []
 
@@ -150,7 +150,7 @@ def test_killed_during_pseudo_labelling_resumes_to_the_same_submission(finished_
 
 
 def test_the_student_with_the_higher_val_f1_is_shipped():
-    from cellfuse.pipeline import choose_student
+    from cellfuse.app.pipeline import choose_student
 
     distilled = {"val_metrics": {"f1_50": 0.85}}
     assert choose_student(
@@ -164,7 +164,7 @@ def test_the_student_with_the_higher_val_f1_is_shipped():
 
 
 def test_a_stage_resumes_only_its_own_interrupted_work(tmp_path):
-    from cellfuse.pipeline import Run
+    from cellfuse.stages import Run
 
     r = Run(tmp_path / "in", tmp_path / "work", "demo", {})
     work = tmp_path / "work" / "student"

@@ -6,15 +6,14 @@ import tifffile
 from helpers import disc_labels, same_partition
 from scipy import ndimage as ndi
 
-from cellfuse.flows import labels_to_flows
+from cellfuse.flows import FLOW_SCALE, labels_to_flows
 from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
+from cellfuse.preprocess import prepare_image
 from cellfuse.tiling import tile_grid
 from student import predictor as predictor_mod
 from student.model import build_student
-from student.postprocess import FLOW_SCALE
 from student.predictor import Normalizer, StudentPredictor
-from teachers.augment import prepare_image
 
 
 class OracleBackend:

@@ -12,10 +12,12 @@ from conftest import DEMO
 from helpers import disc_labels, same_partition
 
 from cellfuse.errors import ConfigError
+from cellfuse.flow_instances import PostProcess, fill_enclosed_holes, flows_to_instances
 from cellfuse.flows import labels_to_flows
 from cellfuse.io import read_image, read_labels, write_labels
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
+from cellfuse.nn.augment import sample_crop
 from student.distill import (
     StudentTrainer,
     list_pseudo,
@@ -33,8 +35,6 @@ from student.model import (
     load_student,
     student_registry,
 )
-from student.postprocess import PostProcess, fill_enclosed_holes, flows_to_instances
-from teachers.augment import sample_crop
 from teachers.flowunet import FlowUNetTeacher
 
 # ----------------------------------------------------------------------------- registry
@@ -231,7 +231,7 @@ def test_distill_smoke_with_pseudo_labels_resume_and_reload(tmp_path):
     # resume continues from last.pth; a fresh trainer reloads the best checkpoint
     again = StudentTrainer(**{**kw, "train_minutes": 0.06})
     again.fit(train, val, tmp_path / "w", resume=True)
-    last = torch.load(tmp_path / "w" / "last.pth", weights_only=False)
+    last = torch.load(tmp_path / "w" / "last.pth", weights_only=True)
     assert last["state"]["train_seconds"] >= 0.06 * 60
     loaded = StudentTrainer(variant="flow_xs")
     loaded.load(ckpt)

@@ -14,9 +14,10 @@ from helpers import disc_labels, same_partition
 from PIL import Image
 
 import cellfuse.submission as sub
+from cellfuse.app.cli import main
 from cellfuse.errors import SubmissionError
 from cellfuse.io import read_labels
-from cellfuse.submission import check_submission, submit_main, write_submission
+from cellfuse.submission import check_submission, write_submission
 
 SHAPES = {"img_a": (40, 56), "img_b": (48, 48), "img_c": (32, 64)}
 
@@ -253,14 +254,13 @@ def test_rewrite_replaces_the_old_submission(case):
 
 
 def test_cli(case, capsys):
-    args = [str(case.pred_dir), str(case.test_dir), str(case.out)]
-    assert submit_main(args) == 0
-    assert submit_main(["--check", str(case.out), "--test-images", str(case.test_dir)]) == 0
+    args = ["submit", str(case.pred_dir), str(case.test_dir), str(case.out)]
+    assert main(args) == 0
+    assert main(["check", str(case.out), "--test-images", str(case.test_dir)]) == 0
     assert "valid" in capsys.readouterr().out
     (case.out / "predictions" / "img_a_label.tiff").unlink()
-    assert submit_main(["--check", str(case.out)]) == 1
+    assert main(["check", str(case.out)]) == 1
     assert "img_a: mask predictions/img_a_label.tiff does not exist" in capsys.readouterr().out
     (case.pred_dir / "img_a_label.tiff").unlink()
-    assert submit_main(args) == 1
-    with pytest.raises(SystemExit):
-        submit_main([str(case.pred_dir)])
+    assert main(args) == 2  # a CellfuseError: reported, exit 2
+    assert main(["submit", str(case.pred_dir)]) == 2  # usage error

@@ -9,8 +9,8 @@ from helpers import disc_labels
 
 from cellfuse.errors import ConfigError, LayoutError
 from cellfuse.layout import list_samples
+from cellfuse.model_api import validate
 from teachers import TEACHER_REGISTRY, build_teacher, load_teacher
-from teachers.base import validate
 from teachers.classical import ClassicalTeacher, segment
 from teachers.train import load_config, resolve_splits, train_teacher
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cellfuse.instances import Instances  # noqa: E402
 from ensemble.fusion import fuse  # noqa: E402

@@ -24,11 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cellfuse.io import print_json  # noqa: E402
+from cellfuse.app.cli import print_json  # noqa: E402
+from cellfuse.config import load_config  # noqa: E402
 from ensemble.pseudolabel import Manifest, run_pseudo_label  # noqa: E402
-from teachers.train import load_config  # noqa: E402
 
 log = logging.getLogger("bench_pseudo")
 

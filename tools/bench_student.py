@@ -62,8 +62,8 @@ def _run(name, predict, images, truths):
 
 def ensemble_predictor(config: str, threads: int, out_dir: str):
     """``image -> Instances`` running a pseudo-label config's whole ensemble (no cache)."""
+    from cellfuse.config import load_config
     from ensemble.worker import PseudoLabeler
-    from teachers.train import load_config
 
     labeler = PseudoLabeler.from_config(load_config(config), out_dir, threads=threads)
 

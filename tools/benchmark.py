@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from cellfuse.errors import LayoutError  # noqa: E402
@@ -86,7 +85,7 @@ def _git_commit() -> str | None:
 
 
 def part_pipeline(view: Path, work: Path, profile: str) -> dict[str, Any]:
-    from cellfuse.pipeline import run
+    from cellfuse.app.pipeline import run
 
     summary = run(view, work / "run", profile=profile)
     st = summary["stages"]
@@ -103,10 +102,10 @@ def part_pipeline(view: Path, work: Path, profile: str) -> dict[str, Any]:
 
 
 def _run_object(view: Path, work: Path, profile: str):
-    from cellfuse.pipeline import REPO, Run
-    from teachers.train import load_config
+    from cellfuse.config import load_config, profile_path
+    from cellfuse.stages import Run
 
-    cfg = load_config(REPO / "configs" / "pipeline" / f"{profile}.py")
+    cfg = load_config(profile_path(profile))
     r = Run(view, work / "run", profile, cfg)
     teachers = {}
     for e in cfg.teachers:
@@ -118,7 +117,7 @@ def _run_object(view: Path, work: Path, profile: str):
 
 
 def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[str, Any]:
-    from cellfuse.pipeline import ensemble_config
+    from cellfuse.app.pipeline import ensemble_config
     from ensemble.fusion import FusionParams
     from ensemble.pseudolabel import run_pseudo_label
     from ensemble.quality import pseudo_quality
@@ -135,8 +134,8 @@ def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[st
 def part_speed(view: Path, work: Path, profile: str, n: int, threads: int) -> dict[str, Any]:
     from bench_student import compare_speed
 
+    from cellfuse.app.pipeline import choose_student, ensemble_config
     from cellfuse.layout import list_samples
-    from cellfuse.pipeline import choose_student, ensemble_config
 
     r, teachers = _run_object(view, work, profile)
     students = {n: r.record(n) for n in ("student", "student_labeled_only") if r.record(n)}
@@ -156,7 +155,7 @@ def part_speed(view: Path, work: Path, profile: str, n: int, threads: int) -> di
 def part_ray(view: Path, work: Path) -> dict[str, Any]:
     from bench_pseudo import run_once
 
-    from teachers.train import load_config
+    from cellfuse.config import load_config
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cfg = load_config(ROOT / "configs" / "ensemble" / "pseudo_classical.py")

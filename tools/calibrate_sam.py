@@ -12,9 +12,10 @@ ground-truth cells as prompts on the config's *training* images (never val), the
 import argparse
 import logging
 
+from cellfuse.config import load_config
+from cellfuse.splits import resolve_splits
 from teachers import load_teacher
 from teachers.sam_train import calibrate_and_store, prompt_noise
-from teachers.train import load_config, resolve_splits
 
 
 def main(argv=None):

@@ -1,16 +1,8 @@
-"""Distil the student: ``python tools/distill.py CONFIG [--work-dir DIR] [--cfg-options k=v] [--resume]``.
+"""``python tools/distill.py ARGS`` = ``cellfuse distill ARGS`` (see ``cellfuse distill --help``)."""
 
-The config's ``student`` dict names the variant and the pseudo-label folder
-(``student.pseudo``); ``--cfg-options student.pseudo=None`` trains the labeled-only ablation.
-"""
+import sys
 
-from student.distill import distill
-from teachers.train import training_cli
-
-
-def main(argv=None):
-    training_cli(__doc__, "work/student", distill, argv)
-
+from cellfuse.app.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["distill", *sys.argv[1:]]))

@@ -17,12 +17,8 @@ cached teacher outputs fused again as a predictor with its ``fusion_predict`` pa
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cellfuse.io import print_json  # noqa: E402
+from cellfuse.app.cli import print_json  # noqa: E402
 from ensemble.quality import pseudo_quality  # noqa: E402
 
 
@@ -37,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     predict = None
     if args.config:
+        from cellfuse.config import load_config
         from ensemble.fusion import FusionParams
-        from teachers.train import load_config
 
         predict = FusionParams.from_config(load_config(args.config), predict=True)
     result = pseudo_quality(args.pseudo_dir, args.truth_dir, predict)

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cellfuse.app.cli import print_json
+from cellfuse.config import load_config
 from cellfuse.instances import Instances
-from cellfuse.io import print_json, read_image, read_labels
+from cellfuse.io import read_image, read_labels
 from cellfuse.layout import find_label, list_samples
 from cellfuse.metric import evaluate_image
 from teachers import load_teacher
-from teachers.train import load_config
 
 
 def evaluate_prompts(teacher, samples, prompts: str) -> dict:

@@ -20,7 +20,7 @@ import tifffile
 from cellfuse.io import read_image, read_labels, to_rgb, write_labels
 from cellfuse.layout import list_samples
 from cellfuse.modality import modality
-from teachers.augment import median_diameter
+from cellfuse.preprocess import median_diameter
 
 
 def _normalise_u8(img: np.ndarray) -> np.ndarray:

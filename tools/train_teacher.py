@@ -1,15 +1,8 @@
-"""Train a teacher from its config: ``python tools/train_teacher.py CONFIG [--work-dir DIR]``.
+"""``python tools/train_teacher.py ARGS`` = ``cellfuse train-teacher ARGS`` (see ``cellfuse train-teacher --help``)."""
 
-The config's ``teacher.type`` picks the teacher (flowunet, sam, maskrcnn, ...).
-``--cfg-options k=v`` overrides config keys; ``--resume`` continues from the last checkpoint.
-"""
+import sys
 
-from teachers.train import train_teacher, training_cli
-
-
-def main(argv=None):
-    training_cli(__doc__, "work/teachers", train_teacher, argv)
-
+from cellfuse.app.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["train-teacher", *sys.argv[1:]]))

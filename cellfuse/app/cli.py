@@ -1,62 +1,81 @@
-"""``cellfuse`` command line: run the pipeline, evaluate, write or check a submission.
+"""The ``cellfuse`` command line: one sub-command per stage, each a thin wrapper that parses
+its arguments, sets up logging once and calls one library function.
 
-cellfuse run --input DIR --work DIR [--profile demo|bench|full] [--address RAY] [--cfg-options k=v ...]
-cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
-cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
-cellfuse submit --check OUT_DIR [--test-images DIR]
-cellfuse train-teacher CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume]
+    cellfuse run --input DIR --work DIR [--profile demo|bench|full|scarce]   the whole pipeline
+    cellfuse train-teacher CONFIG [--work-dir DIR] [--resume]                teachers.train
+    cellfuse pseudo-label CONFIG [--images DIR] [--out DIR] [--address A]    ensemble.pseudolabel
+    cellfuse distill CONFIG [--work-dir DIR] [--resume]                      student.distill
+    cellfuse export CHECKPOINT [--out DIR]                                   student.export
+    cellfuse predict (--onnx MODEL | --checkpoint CKPT) --input P --out DIR  student.predictor
+    cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
+    cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
+    cellfuse check SUBMISSION_DIR [--test-images DIR]                        cellfuse.submission
+
+Every config-driven command takes ``--cfg-options k=v ...`` (dotted keys, values parsed as
+Python literals). ``cellfuse COMMAND --help`` describes each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cellfuse.errors import CellfuseError
+from cellfuse.log_setup import setup_logging
 
 log = logging.getLogger("cellfuse")
 
 
-def _setup_logging(log_file: Path | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
+# ----------------------------------------------------------------------------- shared options
+
+
+def parse_cfg_options(items: Sequence[str] | None) -> dict[str, Any] | None:
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (MMEngine's ``DictAction``)."""
+    if not items:
+        return None
+    from mmengine.config import DictAction
+
+    ns = argparse.Namespace()
+    DictAction(option_strings=[], dest="opts")(None, ns, list(items))
+    return ns.opts
+
+
+def _add_cfg_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cfg-options", nargs="+", default=None, metavar="K=V", help="override config keys"
     )
 
 
-def _run(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="cellfuse run", description="input/ -> submission + report")
-    ap.add_argument("--input", required=True, type=Path, help="Med-MLE-bench layout folder")
-    ap.add_argument("--work", required=True, type=Path, help="work folder (resumable)")
-    ap.add_argument(
-        "--profile", default="demo", help="configs/pipeline/<profile>.py: demo, bench, full"
-    )
-    ap.add_argument(
-        "--address", help="Ray cluster to join for pseudo-labelling ('auto' or HOST:PORT)"
-    )
-    ap.add_argument("--cfg-options", nargs="+", default=None, help="override profile keys, k=v")
-    args = ap.parse_args(argv)
-    _setup_logging(args.work / "logs" / "run.log")
-    from cellfuse.pipeline import run
+def print_json(obj: Any, path: str | Path | None = None) -> int:
+    """Print ``obj`` as indented JSON (and write it to ``path`` when given); returns 0."""
+    text = json.dumps(obj, indent=2, default=str)
+    if path:
+        from cellfuse.files import atomic_write_text
 
-    opts = None
-    if args.cfg_options:
-        from mmengine.config import DictAction
+        atomic_write_text(path, text + "\n")
+    print(text)
+    return 0
 
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest="o")(ap, ns, args.cfg_options)
-        opts = ns.o
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cellfuse.app.pipeline import run
+
+    setup_logging(args.work / "logs" / "run.log")
     summary = run(
-        args.input, args.work, profile=args.profile, address=args.address, cfg_options=opts
+        args.input,
+        args.work,
+        profile=args.profile,
+        address=args.address,
+        cfg_options=parse_cfg_options(args.cfg_options),
     )
     print(f"submission: {summary['submission']}")
     if "report" in summary:
@@ -64,38 +83,260 @@ def _run(argv: Sequence[str]) -> int:
     return 0
 
 
-def _train_teacher(argv: Sequence[str]) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from train_teacher import main as train_main
+def _training(train: Callable[..., Path], default_root: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        from cellfuse.config import load_config
 
-    train_main(list(argv))
+        setup_logging()
+        cfg = load_config(args.config, parse_cfg_options(args.cfg_options))
+        work = args.work_dir or cfg.get("work_dir") or f"{default_root}/{Path(args.config).stem}"
+        print(train(cfg, work, resume=args.resume))
+        return 0
+
+    return command
+
+
+def _train_teacher(args: argparse.Namespace) -> int:
+    from teachers.train import train_teacher
+
+    return _training(train_teacher, "work/teachers")(args)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from student.distill import distill
+
+    return _training(distill, "work/student")(args)
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from cellfuse.config import load_config
+    from ensemble.pseudolabel import run_pseudo_label
+
+    setup_logging()
+    cfg = load_config(args.config, parse_cfg_options(args.cfg_options))
+    images = args.images
+    if images is None:
+        data = cfg.get("data") or {}
+        if "root" not in data or "unlabeled" not in data:
+            raise CellfuseError("--images is required when the config has no data.unlabeled")
+        images = str(Path(data["root"]) / data["unlabeled"])
+    out = args.out or cfg.get("out_dir") or f"work/pseudo/{Path(args.config).stem}"
+    summary = run_pseudo_label(
+        cfg,
+        images,
+        out,
+        address=args.address,
+        num_workers=args.num_workers,
+        progress=False if args.no_progress else None,
+    )
+    print(json.dumps(summary))
+    return 0 if summary["failed"] == 0 else 3
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cellfuse.io import read_image
+    from cellfuse.layout import list_images
+    from student.export import export_student
+
+    setup_logging()
+    images = []
+    if args.check:
+        p = Path(args.check)
+        images = [read_image(f) for f in ([p] if p.is_file() else list_images(p)[:3])]
+    result = export_student(
+        args.checkpoint,
+        args.out,
+        name=args.name,
+        exporter=args.exporter,
+        program=not args.no_pt2,
+        check_images=images,
+    )
+    print_json(result)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "evaluate", "submit", "train-teacher"}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print(__doc__.strip())
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    cmd, rest = argv[0], argv[1:]
+def _predict(args: argparse.Namespace) -> int:
+    from cellfuse.layout import list_images
+    from student.predictor import StudentPredictor, predict_files
+
+    setup_logging()
+    overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.checkpoint:
+        pred = StudentPredictor.from_checkpoint(
+            args.checkpoint,
+            device=args.device,
+            backend=args.backend,
+            threads=args.threads,
+            **overrides,
+        )
+    else:
+        pred = StudentPredictor.from_onnx(args.onnx, threads=args.threads, **overrides)
+    src = Path(args.input)
+    if src.is_file():
+        files = [src]
+    else:
+        files = list_images(src / "images" if (src / "images").is_dir() else src)
+    summary = predict_files(pred, files, Path(args.out), progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cellfuse.metric import evaluate_dirs
+
+    setup_logging()
+    out = args.out if args.out is not None else args.pred_dir.resolve().parent / "eval"
+    report = evaluate_dirs(args.truth_dir, args.pred_dir, args.thresholds)
+    out.mkdir(parents=True, exist_ok=True)
+    report.to_csv(out / "per_image.csv")
+    report.to_json(out / "summary.json")
+    print(report.table())
+    print(f"report: {out / 'per_image.csv'}, {out / 'summary.json'}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from cellfuse.submission import write_submission
+
+    setup_logging()
+    csv_path = write_submission(
+        args.pred_dir, args.test_images_dir, args.out_dir, sample_submission=args.sample_submission
+    )
+    print(f"wrote {csv_path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from cellfuse.submission import check_submission
+
+    setup_logging()
     try:
-        if cmd == "run":
-            return _run(rest)
-        if cmd == "train-teacher":
-            return _train_teacher(rest)
-        _setup_logging()
-        if cmd == "evaluate":
-            from cellfuse.metric import evaluate_main
+        problems = check_submission(
+            args.submission_dir, args.test_images, sample_submission=args.sample_submission
+        )
+    except CellfuseError as e:
+        problems = [str(e)]
+    for p in problems:
+        print(p)
+    verdict = f"INVALID, {len(problems)} problem(s)" if problems else "valid"
+    print(f"{args.submission_dir}: {verdict}")
+    return 1 if problems else 0
 
-            return evaluate_main(rest)
-        from cellfuse.submission import submit_main
 
-        return submit_main(rest)
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cellfuse.metric import THRESHOLDS
+
+    ap = argparse.ArgumentParser(
+        prog="cellfuse",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="input folder -> submission + report (resumable)")
+    p.add_argument("--input", required=True, type=Path, help="Med-MLE-bench layout folder")
+    p.add_argument("--work", required=True, type=Path, help="work folder (resumable)")
+    p.add_argument("--profile", default="demo", help="configs/pipeline/<profile>.py")
+    p.add_argument("--address", help="Ray cluster for pseudo-labelling ('auto' or HOST:PORT)")
+    _add_cfg_options(p)
+    p.set_defaults(func=_run)
+
+    for name, func, what in (
+        ("train-teacher", _train_teacher, "train a teacher (the config's teacher.type)"),
+        ("distill", _distill, "train the student on labels + pseudo-labels"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("config", help="config file (path, or relative to the shipped configs)")
+        p.add_argument("--work-dir", help="default: work/<teachers|student>/<config stem>")
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        _add_cfg_options(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("pseudo-label", help="fuse the teachers' predictions (Ray, resumable)")
+    p.add_argument("config")
+    p.add_argument("--images", help="image folder (default: <data.root>/<data.unlabeled>)")
+    p.add_argument("--out", help="output folder (default: work/pseudo/<config stem>)")
+    p.add_argument("--address", help="Ray cluster: 'auto' or HOST:PORT (default: local)")
+    p.add_argument("--num-workers", type=int, help="Ray workers (0 = serial, no Ray)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_cfg_options(p)
+    p.set_defaults(func=_pseudo_label)
+
+    p = sub.add_parser("export", help="student checkpoint -> ONNX + sidecar, parity checked")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="work/export")
+    p.add_argument("--name", default="student")
+    p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "torchscript"])
+    p.add_argument("--no-pt2", action="store_true", help="skip the torch.export program")
+    p.add_argument("--check", help="image file or folder for the parity check (3 images)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("predict", help="segment images or slides of any size with the student")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--onnx", help="exported student (.onnx with its .json sidecar); no torch")
+    src.add_argument("--checkpoint", help="student training checkpoint (.pth); needs torch")
+    p.add_argument("--input", required=True, help="image file or folder (or folder/images)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--tile", type=int, help="tile side at the network scale (px)")
+    p.add_argument("--overlap", type=int, help="tile overlap at the network scale (px)")
+    p.add_argument("--batch", type=int, help="tiles per network call")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument("--diameter", type=float, help="cell diameter in px (default: measured)")
+    p.add_argument("--device", default="auto", help="torch device for --checkpoint")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", help="challenge F1 of predicted labels against truth")
+    p.add_argument("truth_dir", metavar="TRUTH_DIR", type=Path)
+    p.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="predicted <id>_label.tiff")
+    p.add_argument("--out", type=Path, help="report folder (default PRED_DIR/../eval)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS), metavar="T")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("submit", help="write a challenge submission folder")
+    p.add_argument("pred_dir", metavar="PRED_DIR", type=Path)
+    p.add_argument("test_images_dir", metavar="TEST_IMAGES_DIR", type=Path)
+    p.add_argument("out_dir", metavar="OUT_DIR", type=Path)
+    p.add_argument("--sample-submission", type=Path, metavar="CSV")
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("check", help="check a submission folder (exit 1 when invalid)")
+    p.add_argument("submission_dir", metavar="SUBMISSION_DIR", type=Path)
+    p.add_argument("--test-images", type=Path, metavar="DIR")
+    p.add_argument("--sample-submission", type=Path, metavar="CSV")
+    p.set_defaults(func=_check)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cellfuse`` script; returns the exit status."""
+    ap = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        ap.print_help()
+        return 2
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2)
+        return int(e.code or 0)
+    if args.command is None:
+        ap.print_help()
+        return 2
+    t0 = time.time()
+    try:
+        return args.func(args)
     except CellfuseError as e:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        log.debug("%s took %.1f s", args.command, time.time() - t0)
 
 
 if __name__ == "__main__":
