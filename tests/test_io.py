@@ -14,7 +14,7 @@ import tifffile
 from conftest import SHARED_DATA
 from PIL import Image
 
-from cellfuse import io
+from cellfuse import io, preprocess
 from cellfuse.errors import ImageReadError, InvalidImageError, LabelError
 from cellfuse.io import (
     atomic_write,
@@ -476,7 +476,7 @@ def test_normalize_per_channel():
 def test_normalize_subsamples_big_images(monkeypatch):
     img = _random((300, 300, 1), np.uint16)
     exact = normalize_image(img)
-    monkeypatch.setattr(io, "_PERCENTILE_SAMPLE_PX", 10_000)
+    monkeypatch.setattr(preprocess, "_PERCENTILE_SAMPLE_PX", 10_000)
     approx = normalize_image(img)
     assert np.abs(approx - exact).max() < 0.02
 

@@ -1,0 +1,137 @@
+"""Prediction from an exported ONNX model needs no torch (a lab that only segments slides
+installs ``cellfuse`` + ``onnxruntime``), and gives the torch backend's labels.
+
+The no-torch run happens in a fresh interpreter in which importing torch (or mmengine,
+mmcv, mmdet, segment-anything, ray) raises; it segments the demo test images from the
+``.onnx`` + sidecar and reports ``sys.modules``.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import DEMO, ROOT
+
+from cellfuse.io import read_labels
+from cellfuse.layout import image_id, list_images
+from student.model import VARIANTS, StudentNet
+
+pytest.importorskip("onnxruntime")
+
+HEAVY = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "segment_anything", "ray")
+
+CHILD = r"""
+import importlib.abc, json, sys, time
+from pathlib import Path
+
+HEAVY = {heavy!r}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"{{name}} is blocked: prediction must not need it")
+
+sys.meta_path.insert(0, Block())
+from student.predictor import StudentPredictor, predict_files
+
+onnx, images, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
+t0 = time.perf_counter()
+pred = StudentPredictor.from_onnx(onnx, threads=1)
+summary = predict_files(pred, [Path(p) for p in images], out, progress=False)
+summary["wall_s"] = time.perf_counter() - t0
+summary["heavy_loaded"] = [m for m in HEAVY if m in sys.modules]
+print(json.dumps(summary))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A flow_xs student (random weights that produce cells; the cell diameter is measured
+    per image, so images are resized) and its ONNX export."""
+    from student.export import export_student
+
+    torch.manual_seed(0)
+    net = StudentNet(**VARIANTS["flow_xs"])
+    with torch.no_grad():
+        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
+    root = tmp_path_factory.mktemp("student")
+    ckpt = root / "best.pth"
+    torch.save(
+        dict(
+            state_dict=net.state_dict(),
+            net=net.config(),
+            variant="flow_xs",
+            nominal_diameter=17.0,
+            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
+            predictor=dict(tile=256, overlap=48),
+            metrics={"f1_50": 0.0},
+        ),
+        ckpt,
+    )
+    res = export_student(ckpt, root / "export", program=False)
+    return ckpt, res["onnx"]
+
+
+def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(exported, tmp_path):
+    from student.predictor import StudentPredictor, predict_files
+
+    ckpt, onnx = exported
+    images = list_images(DEMO / "test" / "images")
+    code = CHILD.format(heavy=HEAVY)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(onnx),
+            json.dumps([str(p) for p in images]),
+            str(tmp_path / "onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert child["heavy_loaded"] == []
+    assert child["images"] == len(images)
+
+    t0 = time.perf_counter()
+    torch_pred = StudentPredictor.from_checkpoint(ckpt, device="cpu", backend="torch")
+    torch.set_num_threads(1)
+    summary = predict_files(torch_pred, images, tmp_path / "torch", progress=False)
+    torch_s = time.perf_counter() - t0
+
+    scaled = [r for r in summary["rows"] if r["scale"] not in (None, 1.0)]
+    assert scaled, "no image was resized: the test would not cover the numpy resize"
+    same = 0
+    for p in images:
+        a = read_labels(tmp_path / "onnx" / f"{image_id(p)}_label.tiff")
+        b = read_labels(tmp_path / "torch" / f"{image_id(p)}_label.tiff")
+        same += bool(np.array_equal(a, b))
+    print(
+        f"\n{len(images)} demo test images: onnx without torch {child['wall_s']:.2f} s "
+        f"({child['s_per_mpx']} s/Mpx), torch backend {torch_s:.2f} s "
+        f"({summary['s_per_mpx']} s/Mpx); identical labels on {same}/{len(images)}"
+    )
+    assert same == len(images)
+
+
+def test_numpy_resize_is_torchs_to_one_ulp():
+    """The predictor's numpy resize and the training path's torch resize agree."""
+    from cellfuse.nn.augment import resize_image_torch
+    from cellfuse.preprocess import resize_image
+
+    rng = np.random.default_rng(0)
+    cases = [((100, 120), (150, 170)), ((300, 256), (131, 200)), ((256, 256), (512, 97))]
+    cases += [((37, 53), (37, 80)), ((520, 696), (700, 900)), ((1, 5), (3, 9)), ((7, 7), (2, 3))]
+    for (h, w), shape in cases:
+        x = rng.random((h, w, 3), dtype=np.float32)
+        a, b = resize_image(x, shape), resize_image_torch(x, shape)
+        assert a.shape == b.shape == (*shape, 3)
+        np.testing.assert_allclose(a, b, rtol=0, atol=2.5e-7)
