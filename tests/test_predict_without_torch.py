@@ -18,7 +18,6 @@ from conftest import DEMO, ROOT
 
 from cellfuse.io import read_labels
 from cellfuse.layout import image_id, list_images
-from student.model import VARIANTS, StudentNet
 
 pytest.importorskip("onnxruntime")
 
@@ -40,7 +39,7 @@ from student.predictor import StudentPredictor, predict_files
 
 onnx, images, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
 t0 = time.perf_counter()
-pred = StudentPredictor.from_onnx(onnx, threads=1)
+pred = StudentPredictor.from_onnx(onnx, threads=1, diameter=12.0)
 summary = predict_files(pred, [Path(p) for p in images], out, progress=False)
 summary["wall_s"] = time.perf_counter() - t0
 summary["heavy_loaded"] = [m for m in HEAVY if m in sys.modules]
@@ -50,33 +49,34 @@ print(json.dumps(summary))
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A flow_xs student (random weights that produce cells; the cell diameter is measured
-    per image, so images are resized) and its ONNX export."""
+    """A flow_xs student trained for 150 steps on 8 demo images (enough to find some cells;
+    the cell diameter is fixed at 12 px, so every image is resized by 17/12), and its ONNX
+    export."""
+    from cellfuse.layout import list_samples
+    from student.distill import StudentTrainer
     from student.export import export_student
 
-    torch.manual_seed(0)
-    net = StudentNet(**VARIANTS["flow_xs"])
-    with torch.no_grad():
-        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
     root = tmp_path_factory.mktemp("student")
-    ckpt = root / "best.pth"
-    torch.save(
-        dict(
-            state_dict=net.state_dict(),
-            net=net.config(),
-            variant="flow_xs",
-            nominal_diameter=17.0,
-            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
-            predictor=dict(tile=256, overlap=48),
-            metrics={"f1_50": 0.0},
-        ),
-        ckpt,
+    trainer = StudentTrainer(
+        variant="flow_xs",
+        max_steps=150,
+        crop=128,
+        batch_size=4,
+        lr=3e-3,
+        num_threads=1,
+        device="cpu",
+        postprocess=dict(min_size=4),
+        seed=0,
     )
+    samples = list_samples(DEMO / "train", require_labels=True)[:8]
+    ckpt = trainer.fit(samples, [], root / "work")
     res = export_student(ckpt, root / "export", program=False)
     return ckpt, res["onnx"]
 
 
-def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(exported, tmp_path):
+def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(
+    exported, tmp_path, monkeypatch
+):
     from student.predictor import StudentPredictor, predict_files
 
     ckpt, onnx = exported
@@ -102,24 +102,42 @@ def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(exported
     assert child["images"] == len(images)
 
     t0 = time.perf_counter()
-    torch_pred = StudentPredictor.from_checkpoint(ckpt, device="cpu", backend="torch")
+    torch_pred = StudentPredictor.from_checkpoint(
+        ckpt, device="cpu", backend="torch", diameter=12.0
+    )
     torch.set_num_threads(1)
     summary = predict_files(torch_pred, images, tmp_path / "torch", progress=False)
     torch_s = time.perf_counter() - t0
 
     scaled = [r for r in summary["rows"] if r["scale"] not in (None, 1.0)]
     assert scaled, "no image was resized: the test would not cover the numpy resize"
+    assert sum(r["n_cells"] for r in summary["rows"]) > 0, "no cells: nothing to compare"
     same = 0
     for p in images:
         a = read_labels(tmp_path / "onnx" / f"{image_id(p)}_label.tiff")
         b = read_labels(tmp_path / "torch" / f"{image_id(p)}_label.tiff")
         same += bool(np.array_equal(a, b))
+    # and the predictor before its resize became numpy's (torch's F.interpolate) agrees too
+    import student.predictor
+    from cellfuse.nn.augment import resize_image_torch
+
+    monkeypatch.setattr(student.predictor, "resize_image", resize_image_torch)
+    predict_files(torch_pred, images, tmp_path / "torch_resize", progress=False)
+    same_old = sum(
+        np.array_equal(
+            read_labels(tmp_path / "onnx" / f"{image_id(p)}_label.tiff"),
+            read_labels(tmp_path / "torch_resize" / f"{image_id(p)}_label.tiff"),
+        )
+        for p in images
+    )
     print(
         f"\n{len(images)} demo test images: onnx without torch {child['wall_s']:.2f} s "
         f"({child['s_per_mpx']} s/Mpx), torch backend {torch_s:.2f} s "
-        f"({summary['s_per_mpx']} s/Mpx); identical labels on {same}/{len(images)}"
+        f"({summary['s_per_mpx']} s/Mpx); identical labels on {same}/{len(images)}; "
+        f"with torch's resize: {same_old}/{len(images)}"
     )
     assert same == len(images)
+    assert same_old == len(images)
 
 
 def test_numpy_resize_is_torchs_to_one_ulp():
