@@ -26,6 +26,7 @@ from cellfuse.log_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
+
 class ChildError(CellfuseError):
     """A child process exited with an error."""
 
@@ -58,7 +59,14 @@ def run_in_child(
     # the child imports from where this process imports cellfuse (a checkout or site-packages)
     here = str(package_parent())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", "cellfuse.child_process", str(os.getpid()), target, *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cellfuse.child_process",
+        str(os.getpid()),
+        target,
+        *map(str, args),
+    ]
     with open(log_file, "ab") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         try:

@@ -12,6 +12,7 @@ from ensemble.spec import file_sha1
 
 logger = logging.getLogger(__name__)
 
+
 def outputs_exist(out_dir: Path, image_id: str) -> bool:
     return all((out_dir / f"{image_id}{sfx}").is_file() for sfx in OUTPUT_SUFFIXES)
 

@@ -301,7 +301,9 @@ class StudentPredictor:
 
         h, w = x.shape[-2:]
         arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        y = self.backend(pad_to_multiple(np.ascontiguousarray(arr, np.float32), self.backend.stride))
+        y = self.backend(
+            pad_to_multiple(np.ascontiguousarray(arr, np.float32), self.backend.stride)
+        )
         return [output_to_instances(y[i, :, :h, :w], self.pp) for i in range(y.shape[0])]
 
     # ------------------------------------------------------------------ scale

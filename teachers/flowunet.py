@@ -184,5 +184,4 @@ class FlowUNetTeacher(FlowTrainer, Teacher):
         self.val_metrics = dict(ckpt.get("metrics", {}))
 
 
-
 __all__ = ["FlowUNetTeacher", "FLOW_SCALE"]

@@ -291,7 +291,7 @@ class MaskRCNNTeacher(Teacher):
         Returns:
             Instances at the image's size; scores are detection scores.
         """
-        from teachers.mmdet_plugins import prepare_image
+        from teachers.mmdet_numerics import prepare_image
 
         if self.model is None:
             raise ConfigError("maskrcnn: call load(checkpoint) (or fit) before predict")
@@ -317,7 +317,7 @@ class MaskRCNNTeacher(Teacher):
         """Detector on one prepared HxWx3 float32 (0..255) image or tile."""
         import torch
 
-        from teachers.mmdet_plugins import detections_to_instances
+        from teachers.mmdet_numerics import detections_to_instances
 
         data = self._pipeline(dict(img=np.ascontiguousarray(img), img_id=0))
         batch = dict(inputs=[data["inputs"]], data_samples=[data["data_samples"]])

@@ -18,13 +18,13 @@ from cellfuse.metric import (
     ROI_MIN_PIXELS,
     ROI_SIZE,
     THRESHOLDS,
-    evaluate_dirs,
     evaluate_image,
     f1_scores,
     iou_matrix,
     match,
     remove_boundary_cells,
 )
+from cellfuse.scoring import evaluate_dirs
 
 SAMPLE_LABEL = SHARED_DATA / "neurips_samples/labels/cell_00528_label.tiff"
 

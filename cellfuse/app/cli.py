@@ -183,7 +183,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from cellfuse.metric import evaluate_dirs
+    from cellfuse.scoring import evaluate_dirs
 
     setup_logging()
     out = args.out if args.out is not None else args.pred_dir.resolve().parent / "eval"

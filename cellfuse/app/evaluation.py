@@ -22,7 +22,6 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
     from ensemble.worker import PseudoLabeler
     from student.predictor import StudentPredictor
 
-
     def fn() -> dict:
         students_m = {
             n: StudentPredictor.from_checkpoint(r["checkpoint"]) for n, r in students.items()
@@ -66,7 +65,7 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
             }
             for n in names
         }
-        from cellfuse.metric import evaluate_dirs
+        from cellfuse.scoring import evaluate_dirs
 
         report = evaluate_dirs(truth, run.work_dir / "submission" / "predictions")
         rep = run.work_dir / "report"

@@ -524,7 +524,9 @@ class FlowTrainer:
         if val and f1 > state["best_f1"]:
             state["best_f1"] = f1
             self.val_metrics = metrics
-            save_checkpoint(self._checkpoint(step=state["step"], history=state["history"]), best_path)
+            save_checkpoint(
+                self._checkpoint(step=state["step"], history=state["history"]), best_path
+            )
             log.info("new best F1@0.5 %.4f -> %s", f1, best_path)
         save_checkpoint(self._checkpoint(optimizer=opt.state_dict(), state=state), last_path)
 
