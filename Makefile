@@ -10,7 +10,7 @@ $(SETUP_STAMP): pyproject.toml tools/setup.sh
 setup: $(SETUP_STAMP)
 
 demo: $(SETUP_STAMP)
-	$(PY) -m cellfuse.cli run --input data/demo --work work/demo --profile demo
+	$(PY) -m cellfuse run --input data/demo --work work/demo --profile demo
 
 test: $(SETUP_STAMP)
 	$(PY) -m pytest -q
