@@ -80,6 +80,16 @@ def config_text(path: str | Path) -> str:
     return Config.fromfile(str(resolve_config_path(path))).pretty_text
 
 
+def start_work_dir(cfg: Any, work_dir: str | Path) -> Path:
+    """Create a training run's ``work_dir``, point ``cfg.work_dir`` at it and dump the
+    resolved config there as ``config.py`` (what a later stage or a reader reloads)."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.work_dir = str(work_dir)
+    cfg.dump(str(work_dir / "config.py"))
+    return work_dir
+
+
 def dataclass_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
     """Build dataclass ``cls`` from a config dict; unknown keys are a ConfigError naming ``what``."""
     d = dict(d or {})

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cellfuse.config import load_config
+from cellfuse.config import load_config, start_work_dir
 from cellfuse.errors import ConfigError
 from cellfuse.files import atomic_write
 from cellfuse.flow_instances import PostProcess
@@ -371,10 +371,7 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
     """
     if "student" not in cfg:
         raise ConfigError("config has no 'student' dict (student = dict(variant='flow_s', ...))")
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    cfg.work_dir = str(work_dir)
-    cfg.dump(str(work_dir / "config.py"))
+    work_dir = start_work_dir(cfg, work_dir)
     scfg = cfg.student.to_dict() if hasattr(cfg.student, "to_dict") else dict(cfg.student)
     trainer = StudentTrainer(**scfg)
     train, val = resolve_splits(cfg.data)

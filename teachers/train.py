@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from cellfuse.config import load_config
+from cellfuse.config import load_config, start_work_dir
 from cellfuse.errors import ConfigError
 from cellfuse.files import atomic_write
 from cellfuse.splits import resolve_splits, stratified_holdout
@@ -28,10 +28,7 @@ def train_teacher(cfg, work_dir: str | Path, *, resume: bool = False) -> Path:
     """
     if "teacher" not in cfg:
         raise ConfigError("config has no 'teacher' dict (teacher = dict(type='flowunet', ...))")
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    cfg.work_dir = str(work_dir)
-    cfg.dump(str(work_dir / "config.py"))
+    work_dir = start_work_dir(cfg, work_dir)
     tcfg = dict(cfg.teacher.to_dict() if hasattr(cfg.teacher, "to_dict") else cfg.teacher)
     if getattr(teacher_class(tcfg["type"]), "wants_full_config", False):
         tcfg["cfg"] = cfg
