@@ -21,8 +21,6 @@ from teachers.sam_prompts import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODALITY_WEIGHTS = {"fluorescence": 1.0, "stained": 3.0, "brightfield": 3.0}
-
 
 def prompt_noise(train_cfg: dict | None) -> dict[str, float]:
     """``mask_noise`` and ``mask_merge_prob`` of a teacher's ``train`` config (with the

@@ -33,6 +33,8 @@ from cellfuse.instances import centroids
 from cellfuse.nn.checkpoints import save_checkpoint
 from teachers.sam import SAMTeacher
 from teachers.sam_calibration import (  # noqa: F401  (re-exported)
+    MASK_THRESHOLDS,
+    ZOOMS,
     _pick,
     calibrate_and_store,
     calibrate_mask_threshold,

@@ -63,8 +63,7 @@ def test_run_writes_a_valid_submission_and_report(finished_run):
     assert (
         main(
             [
-                "submit",
-                "--check",
+                "check",
                 str(work / "submission"),
                 "--test-images",
                 str(inp / "test/images"),

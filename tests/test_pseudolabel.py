@@ -273,15 +273,13 @@ def test_classical_teacher_fit_load_predict(tmp_path):
     assert inst.n > 0 and ((inst.scores >= 0.5) & (inst.scores <= 1.0)).all()
 
 
-def test_tool_runs_serially(images, tmp_path):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tools"))
-    from pseudo_label import main
+def test_cli_runs_serially(images, tmp_path):
+    from cellfuse.app.cli import main
 
     out = tmp_path / "cli"
     rc = main(
         [
+            "pseudo-label",
             "configs/ensemble/pseudo_demo.py"
             if Path.cwd() == ROOT
             else str(ROOT / "configs/ensemble/pseudo_demo.py"),

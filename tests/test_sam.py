@@ -262,6 +262,7 @@ def test_training_steps_checkpoint_and_resume(tmp_path):
 
 
 def test_mask_threshold_is_calibrated_stored_and_overridable(tmp_path, monkeypatch):
+    import teachers.sam_calibration as sc
     import teachers.sam_train as st
 
     t = SAMTeacher(variant="vit_tiny")
@@ -272,7 +273,7 @@ def test_mask_threshold_is_calibrated_stored_and_overridable(tmp_path, monkeypat
         seen.append(thr)
         return {"f1_50": 0.5, "f1_75": 1.0 - abs(thr + 1.0) / 10}  # best at -1.0
 
-    monkeypatch.setattr(st, "evaluate_sam", fake_eval)
+    monkeypatch.setattr(sc, "evaluate_sam", fake_eval)
     thr, scores = st.calibrate_mask_threshold(t, ["s"] * 3)
     assert thr == -1.0 and t.sam.mask_threshold == -1.0 and seen == list(st.MASK_THRESHOLDS)
     ckpt = tmp_path / "best.pth"
@@ -426,12 +427,15 @@ def test_mask_prompts_reach_the_decoder_aligned_with_their_cells(monkeypatch, ca
 
 
 def test_a_training_step_with_mask_prompts_trains_the_mask_encoder(tmp_path, monkeypatch):
+    import teachers.sam_calibration as sc
     import teachers.sam_train as st
 
     samples = _write_samples(tmp_path / "data")
     calls = []
     perturb = st.perturb_labels
-    monkeypatch.setattr(st, "perturb_labels", lambda *a: calls.append(a[0].shape) or perturb(*a))
+    counting = lambda *a: calls.append(a[0].shape) or perturb(*a)  # noqa: E731
+    monkeypatch.setattr(st, "perturb_labels", counting)
+    monkeypatch.setattr(sc, "perturb_labels", counting)  # validation prompts
     t = SAMTeacher(variant="vit_tiny", mask_prompts=True)
     before = {k: v.clone() for k, v in t.sam.prompt_encoder.mask_downscaling.state_dict().items()}
     st.train_sam(
@@ -479,11 +483,12 @@ def test_eval_sam_scores_sam_against_its_prompts(tmp_path, mask_prompts):
 
 
 def test_inference_zoom_is_calibrated_stored_and_overridable(tmp_path, monkeypatch):
+    import teachers.sam_calibration as sc
     import teachers.sam_train as st
 
     t = SAMTeacher(variant="vit_tiny", nominal_diameter=20.0)
     monkeypatch.setattr(
-        st,
+        sc,
         "evaluate_sam",
         lambda teacher, samples, max_images=None: {"f1_75": -abs(teacher.infer_diameter - 25)},
     )
