@@ -3,7 +3,7 @@
 Two situations a lab is in, written as ordinary Med-MLE-bench input folders:
 
 * ``scarce_<N>``: ``train/`` holds N labeled images (nested over N, stratified by
-  :func:`cellfuse.modality.modality`, fixed seed); ``unlabeled/images`` holds the other
+  :func:`cellfuse.modality.modality`, fixed seed; N = 166 is all of them); ``unlabeled/images`` holds the other
   training images without their labels plus the source's unlabeled pool;
   ``test/images`` holds the source's val images.
 * ``shift``: ``train/`` holds the fluorescence training images only; their stained and
@@ -26,7 +26,7 @@ from cellfuse.io import atomic_write_text, read_image
 from cellfuse.layout import find_label, image_id, list_images
 from cellfuse.modality import MODALITIES, modality
 
-DEFAULT_NS = (8, 16, 33)
+DEFAULT_NS = (8, 16, 33, 166)
 
 
 def modalities(folder: Path) -> dict[str, str]:
@@ -84,42 +84,47 @@ def _copy_images(paths: list[Path], dest: Path) -> None:
         shutil.copy2(p, dest / p.name)
 
 
-def write_input(
-    src: Path, out: Path, labeled: list[str], mods: dict[str, str], meta: dict
-) -> Path:
+def write_input(src: Path, out: Path, labeled: list[str], mods: dict[str, str], meta: dict) -> Path:
     """One input folder: ``labeled`` train ids with labels, the rest of train and the
-    unlabeled pool as images only, val as test (its labels under ``test_labels/``)."""
-    if out.exists():
-        shutil.rmtree(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    unlabeled pool as images only, val as test (its labels under ``test_labels/``).
+
+    A folder whose ``split.json`` already records the same split is left as it is (a run
+    may be reading it); another one is replaced as a whole (written aside, then renamed).
+    """
     train = {image_id(p): p for p in list_images(src / "train" / "images")}
     keep = set(labeled)
     missing = keep - set(train)
     if missing:
         raise ValueError(f"ids not in {src / 'train'}: {sorted(missing)[:5]}")
+    pool = [train[i] for i in sorted(set(train) - keep)]
+    unlabeled = list_images(src / "unlabeled" / "images")
+    test = list_images(src / "val" / "images")
+    record = meta | {
+        "labeled": sorted(keep),
+        "labeled_modalities": {m: sum(mods[i] == m for i in keep) for m in MODALITIES},
+        "unlabeled_from_train": [image_id(p) for p in pool],
+        "unlabeled_images": len(pool) + len(unlabeled),
+        "test_images": len(test),
+    }
+    text = json.dumps(record, indent=2) + "\n"
+    if (out / "split.json").is_file() and (out / "split.json").read_text() == text:
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     _copy_images([train[i] for i in sorted(keep)], tmp / "train" / "images")
     (tmp / "train" / "labels").mkdir(parents=True)
     for i in sorted(keep):
         lab = find_label(src / "train" / "labels", i)
         shutil.copy2(lab, tmp / "train" / "labels" / lab.name)
-    pool = [train[i] for i in sorted(set(train) - keep)]
-    _copy_images(pool + list_images(src / "unlabeled" / "images"), tmp / "unlabeled" / "images")
-    test = list_images(src / "val" / "images")
+    _copy_images(pool + unlabeled, tmp / "unlabeled" / "images")
     _copy_images(test, tmp / "test" / "images")
     (tmp / "test_labels").mkdir()
     for p in test:
         lab = find_label(src / "val" / "labels", image_id(p))
         shutil.copy2(lab, tmp / "test_labels" / lab.name)
-    by_mod = {m: sum(mods[i] == m for i in keep) for m in MODALITIES}
-    record = meta | {
-        "labeled": sorted(keep),
-        "labeled_modalities": by_mod,
-        "unlabeled_from_train": [image_id(p) for p in pool],
-        "unlabeled_images": len(pool) + len(list_images(src / "unlabeled" / "images")),
-        "test_images": len(test),
-    }
-    atomic_write_text(tmp / "split.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(tmp / "split.json", text)
+    if out.exists():
+        shutil.rmtree(out)
     tmp.rename(out)
     return out
 

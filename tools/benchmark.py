@@ -17,6 +17,10 @@
   val labels (each teacher, fused cells, precision of the confident subset, fraction kept).
 - ``speed``: student (ONNX) vs the whole teacher ensemble, side by side on ``--speed-images``
   val images, 2 threads: s/Mpx of each and the ratio.
+- ``scarce`` (not in the default parts; ~1 h per input): ``cellfuse run --profile scarce``
+  on the scarce-label and modality-shift inputs of ``tools/make_scarce.py``
+  (``--scarce-inputs``), their F1 curves per model and modality, and
+  ``bench/results/scarce.png`` (``tools/bench_scarce.py``).
 - ``ray``: pseudo-labelling wall time of the unlabeled pool with 1 and 2 workers in one run
   (``configs/ensemble/pseudo_classical.py``: CPU-only teachers, so the ratio measures Ray,
   not model loading).
@@ -48,7 +52,8 @@ from cellfuse.errors import LayoutError  # noqa: E402
 from cellfuse.io import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark")
-PARTS = ("pipeline", "ensemble", "speed", "ray")
+PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce")
+DEFAULT_PARTS = ("pipeline", "ensemble", "speed", "ray")
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
@@ -173,6 +178,19 @@ def part_ray(view: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def part_scarce_cli(args, data: Path, work: Path) -> dict[str, Any]:
+    from bench_scarce import INPUTS, part_scarce, plot
+
+    from cellfuse.scarce import make_inputs
+
+    root = Path(args.scarce_root)
+    if not args.collect_only:
+        make_inputs(data, root)  # a no-op for inputs already written with the same split
+    res = part_scarce(root, work, list(args.scarce_inputs or INPUTS), run=not args.collect_only)
+    res["png"] = str(plot(res, ROOT / "bench" / "results" / "scarce.png").relative_to(ROOT))
+    return res
+
+
 def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else ("" if x is None else str(x))
 
@@ -200,6 +218,12 @@ def readme_table(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     pipe = res.get("pipeline", {})
+    if res.get("scarce") and not pipe:
+        from bench_scarce import table
+
+        return "\n".join(
+            lines[:2] + [table(res["scarce"]), "", f"![scarce]({res['scarce']['png']})"]
+        )
     for name, r in pipe.get("val", {}).items():
         lines.append(
             f"| {name} (val) | {_fmt(r.get('f1_50'))} | {_fmt(r.get('f1_75'))} | {_fmt(r.get('s_per_mpx'))} | |"
@@ -259,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dsb2018"))
     ap.add_argument("--work", default="work/bench")
     ap.add_argument("--profile", default="bench")
-    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    ap.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS)
+    ap.add_argument("--scarce-root", default="work/scarce", help="tools/make_scarce.py --out")
+    ap.add_argument("--scarce-inputs", nargs="+", default=None, help="default: all five")
+    ap.add_argument(
+        "--collect-only", action="store_true", help="scarce: collect finished runs, run nothing"
+    )
     ap.add_argument("--out", help="default: bench/results/<today>.json")
     ap.add_argument("--speed-images", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
@@ -284,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "ensemble": lambda: part_ensemble(view, work, args.profile, args.workers),
         "speed": lambda: part_speed(view, work, args.profile, args.speed_images, args.threads),
         "ray": lambda: part_ray(view, work),
+        "scarce": lambda: part_scarce_cli(args, data, work),
     }
     for part in args.parts:
         t0 = time.time()

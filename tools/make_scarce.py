@@ -1,7 +1,7 @@
 """Write the scarce-label and modality-shift inputs (see cellfuse/scarce.py).
 
 ``python tools/make_scarce.py --src ../shared/data/dsb2018 --out work/scarce``
-writes ``work/scarce/scarce_8``, ``scarce_16``, ``scarce_33`` and ``shift``, each a
+writes ``work/scarce/scarce_8``, ``scarce_16``, ``scarce_33``, ``scarce_166`` (all labels) and ``shift``, each a
 Med-MLE-bench input folder for ``cellfuse run`` with its ids in ``split.json``.
 """
 

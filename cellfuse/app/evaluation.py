@@ -19,6 +19,7 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
     from cellfuse.io import read_image, read_labels
     from cellfuse.layout import find_label, image_id, list_images
     from cellfuse.metric import evaluate_image
+    from cellfuse.modality import modality
     from ensemble.worker import PseudoLabeler
     from student.predictor import StudentPredictor
 
@@ -33,8 +34,10 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
             f1 = {n: {0.5: [], 0.75: []} for n in names}
             secs = dict.fromkeys(names, 0.0)
             mpx = 0.0
+            per_image: list[dict] = []
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
+                mod = modality(image)
                 t = read_labels(find_label(truth, image_id(p)))
                 mpx += image.shape[0] * image.shape[1] / 1e6
                 took: dict[str, float] = {}
@@ -57,11 +60,21 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
                     scores = evaluate_image(t, inst.labels, (0.5, 0.75))["scores"]
                     for thr in (0.5, 0.75):
                         f1[name][thr].append(scores[thr]["f1"])
+                    per_image.append(
+                        dict(
+                            id=image_id(p),
+                            modality=mod,
+                            model=name,
+                            f1_50=scores[0.5]["f1"],
+                            f1_75=scores[0.75]["f1"],
+                        )
+                    )
         rows = {
             n: {
                 "f1_50": float(sum(f1[n][0.5]) / max(len(f1[n][0.5]), 1)),
                 "f1_75": float(sum(f1[n][0.75]) / max(len(f1[n][0.75]), 1)),
                 "s_per_mpx": round(secs[n] / max(mpx, 1e-9), 3),
+                "by_modality": by_modality([r for r in per_image if r["model"] == n]),
             }
             for n in names
         }
@@ -71,11 +84,34 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
         rep = run.work_dir / "report"
         rep.mkdir(parents=True, exist_ok=True)
         report.to_csv(rep / "per_image.csv")
+        from cellfuse.io import atomic_write_text
+
+        atomic_write_text(
+            rep / "models_per_image.csv",
+            "id,modality,model,f1_50,f1_75\n"
+            + "".join(
+                f"{r['id']},{r['modality']},{r['model']},{r['f1_50']:.6f},{r['f1_75']:.6f}\n"
+                for r in per_image
+            ),
+        )
         report.to_json(rep / "submission_scores.json")
         return {"models": rows, "submission": report.summary()}
 
     key = [cfg.pretty_text, [r["key"] for r in (*teachers.values(), *students.values())]]
     return run.stage("evaluate", key, fn)
+
+
+def by_modality(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean F1@0.5/0.75 and image count per modality of per-image score rows."""
+    out: dict[str, dict[str, float]] = {}
+    for mod in sorted({r["modality"] for r in rows}):
+        sel = [r for r in rows if r["modality"] == mod]
+        out[mod] = {
+            "n": len(sel),
+            "f1_50": float(sum(r["f1_50"] for r in sel) / len(sel)),
+            "f1_75": float(sum(r["f1_75"] for r in sel) / len(sel)),
+        }
+    return out
 
 
 def make_report(run: Run, truth: Path | None, unlabeled: list[Path]) -> Path:
@@ -93,6 +129,21 @@ def make_report(run: Run, truth: Path | None, unlabeled: list[Path]) -> Path:
             ["model", "F1@0.5", "F1@0.75", "s/Mpx"],
             [[n, r["f1_50"], r["f1_75"], r["s_per_mpx"]] for n, r in ev["models"].items()],
         )
+        mods = sorted({m for r in ev["models"].values() for m in r.get("by_modality", {})})
+        if mods:
+            tables["F1@0.5 per modality (images)"] = (
+                [
+                    "model",
+                    *[
+                        f"{m} ({ev['models'][next(iter(ev['models']))]['by_modality'].get(m, {}).get('n', 0)})"
+                        for m in mods
+                    ],
+                ],
+                [
+                    [n, *[r["by_modality"].get(m, {}).get("f1_50", "") for m in mods]]
+                    for n, r in ev["models"].items()
+                ],
+            )
     ps = run.records.get("pseudo", {})
     notes = [
         f"profile {run.profile}; input {run.input_dir}",
