@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cellfuse.errors import ConfigError
 from cellfuse.manifest import MANIFEST, OUTPUT_SUFFIXES, Manifest
-from ensemble.spec import file_sha1
+from ensemble.teacher_specs import file_sha1
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from cellfuse.config import dataclass_from_dict, package_parent
 from cellfuse.errors import CellfuseError, ConfigError
 from ensemble.fusion import FusionParams
 from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
-from ensemble.spec import (
+from ensemble.teacher_specs import (
     TeacherSpec,
     config_hash,
     config_teachers,

@@ -81,7 +81,7 @@ def seen_truth(truth: np.ndarray, ignore: np.ndarray, frac: float = 0.5) -> np.n
     return np.where(drop[truth], 0, truth)
 
 
-def refuse_cached(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray | None:
+def refuse_from_cache(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray | None:
     """Fuse one image's cached teacher outputs again (weights from its manifest ``entry``);
     None when a teacher's cache is missing or unreadable."""
     from ensemble.fusion import fuse
@@ -171,7 +171,7 @@ def pseudo_quality(
             seen.append(evaluate_image(t_seen, p, THRESHOLDS)["scores"])
             if fusion_predict is not None:
                 entry = entries.get(iid)
-                full = refuse_cached(pseudo_dir, entry, fusion_predict) if entry else None
+                full = refuse_from_cache(pseudo_dir, entry, fusion_predict) if entry else None
                 if full is None:
                     missing.setdefault("fused_predict", []).append(iid)
                     full = np.zeros_like(t)

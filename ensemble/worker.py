@@ -19,7 +19,7 @@ import numpy as np
 from cellfuse.errors import CellfuseError
 from cellfuse.instances import Instances
 from ensemble.fusion import FusionParams, FusionResult, fuse, merge_for_prompts
-from ensemble.spec import TeacherSpec, sha1_text
+from ensemble.teacher_specs import TeacherSpec, sha1_text
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class PseudoLabeler:
         """The ensemble of a pseudo-label config loaded in this process, without the teacher
         cache: for scoring and timing it next to other models (:meth:`predict_teachers`,
         :meth:`fuse`), not for writing pseudo-labels."""
-        from ensemble.spec import config_teachers
+        from ensemble.teacher_specs import config_teachers
 
         return cls(
             config_teachers(cfg),
@@ -195,7 +195,7 @@ class PseudoLabeler:
         model = self.models[spec.model]
         if spec.view is None:
             return model.predict(image)
-        from cellfuse.views import from_view, to_view
+        from cellfuse.flip_views import from_view, to_view
 
         inst = model.predict(to_view(image, spec.view))
         return Instances(from_view(inst.labels, spec.view), inst.scores)

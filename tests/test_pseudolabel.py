@@ -237,7 +237,7 @@ def test_weight_from_val_f1_beside_the_checkpoint(tmp_path):
 
 
 def test_refiner_votes_with_the_mean_weight_of_its_prompters(tmp_path):
-    from ensemble.spec import resolve_teachers
+    from ensemble.teacher_specs import resolve_teachers
 
     ckpt = tmp_path / "best.pth"
     ckpt.write_bytes(b"weights")
@@ -332,7 +332,7 @@ def test_resolve_teachers_reads_work_dirs_skips_optional_and_rejects_bad_entries
 
 def test_a_teacher_far_below_the_best_does_not_vote_or_weigh_on_the_refiner(tmp_path):
     from cellfuse.errors import ConfigError
-    from ensemble.spec import resolve_teachers
+    from ensemble.teacher_specs import resolve_teachers
 
     classical = dict(type="classical")
     entries = []
@@ -358,9 +358,9 @@ def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
     """Every view's inverse undoes it (HxWxC images, HxW labels); a teacher with views becomes
     one spec per view sharing its weight, run on the transformed image and mapped back."""
     from cellfuse.errors import ConfigError
-    from cellfuse.views import VIEWS, from_view, to_view
+    from cellfuse.flip_views import VIEWS, from_view, to_view
     from ensemble.fusion import FusionParams
-    from ensemble.spec import resolve_teachers
+    from ensemble.teacher_specs import resolve_teachers
     from ensemble.worker import PseudoLabeler
 
     rng = np.random.default_rng(0)

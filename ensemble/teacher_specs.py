@@ -35,7 +35,7 @@ class TeacherSpec:
         checkpoint: absolute checkpoint path, or None for teachers without weights.
         checkpoint_sha1: SHA-1 of the checkpoint file ("" without one).
         weight: voting weight (>= 0).
-        view: a test-time view (:mod:`cellfuse.views`) the teacher predicts in, or None.
+        view: a test-time view (:mod:`cellfuse.flip_views`) the teacher predicts in, or None.
         source: name of the spec whose loaded model this one runs (a view of that teacher),
             or None for its own.
     """
@@ -195,7 +195,7 @@ def resolve_teachers(
     key is used); ``checkpoint`` (a file, a training work dir holding ``result.json``, or
     None); ``weight`` (a number, or ``"val_f1"``, the default when a checkpoint is given; 1.0
     otherwise); ``optional`` (leave the teacher out, with a warning, when its checkpoint is
-    missing); ``views`` (test-time views from :data:`cellfuse.views.VIEWS`, e.g.
+    missing); ``views`` (test-time views from :data:`cellfuse.flip_views.VIEWS`, e.g.
     ``["hflip", "vflip", "rot180"]``: the teacher also votes in each of them, as specs named
     ``<name>@<view>`` that run its model; its weight is shared equally by its views).
     ``views`` given here is the default of every entry without its own, except the refiner's.
@@ -298,7 +298,7 @@ def _expand_views(
     """Each teacher with ``views`` becomes one spec per view (itself first), sharing its
     weight equally; weights are settled before, so a teacher counts once for
     ``min_weight_fraction`` and for the refiner's mean."""
-    from cellfuse.views import check_view
+    from cellfuse.flip_views import check_view
 
     out: list[TeacherSpec] = []
     for s in specs:
