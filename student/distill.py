@@ -104,7 +104,7 @@ class StudentTrainer(FlowTrainer):
             or the flow U-Net teacher's ``best.pth`` (or its work dir); it must share
             ``nominal_diameter``.
         soft_weight: weight of the soft-target loss.
-        postprocess: :class:`student.postprocess.PostProcess` fields.
+        postprocess: :class:`cellfuse.flow_instances.PostProcess` fields.
         batch: tiles per network call at inference.
         **kwargs: :class:`~cellfuse.nn.flow_training.FlowTrainer` arguments (nominal_diameter, crop, batch_size, lr,
             train_minutes, val_every_minutes, tile, overlap, color, oversample, num_threads,
