@@ -5,6 +5,7 @@ cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
 cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
 cellfuse submit --check OUT_DIR [--test-images DIR]
 cellfuse train-teacher CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume]
+cellfuse suggest (--pseudo DIR | --work DIR) [--n K] [--out DIR]   # which images to label next
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _train_teacher(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "evaluate", "submit", "train-teacher"}
+    commands = {"run", "evaluate", "submit", "train-teacher", "suggest"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -89,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cellfuse.metric import evaluate_main
 
             return evaluate_main(rest)
+        if cmd == "suggest":
+            from ensemble.suggest import suggest_main
+
+            return suggest_main(rest)
         from cellfuse.submission import submit_main
 
         return submit_main(rest)
