@@ -164,7 +164,7 @@ def measure(pseudo_dir: Path, entry: Mapping) -> ImageUncertainty:
     if path.is_file():
         img = read_image(path, allow_constant=True)
         mod = modality(img)
-        grey = img[..., :3].astype(np.float32).mean(axis=-1)
+        grey = img[::2, ::2, :3].astype(np.float32).mean(axis=-1)  # a subsample is enough
         lo, hi = float(grey.min()), float(grey.max())
         grey = (grey - lo) / (hi - lo) if hi > lo else np.zeros_like(grey)
         grey_mean, grey_std = float(grey.mean()), float(grey.std())
@@ -312,6 +312,7 @@ def suggest(
     ids: Iterable[str] | None = None,
     beta: float = 5.0,
     seed: int = 0,
+    threads: int = 2,
 ) -> Suggestions:
     """Rank the pseudo-labeled images of ``pseudo_dir`` by the ensemble's uncertainty and pick
     ``k`` diverse ones to label (see the module docstring).
@@ -322,13 +323,17 @@ def suggest(
         ids: only these image ids are candidates (default: every pseudo-labeled image).
         beta: the picks come from the ``beta * k`` most uncertain images (1 = top-k).
         seed: k-means seed.
+        threads: images read at once.
     """
     t0 = time.perf_counter()
     pseudo_dir = Path(pseudo_dir)
     entries = pool_entries(pseudo_dir, ids)
     if not entries:
         raise LayoutError(f"{pseudo_dir}: no pseudo-labeled image to rank")
-    items = [measure(pseudo_dir, e) for e in entries]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(threads, len(entries)))) as pool:  # I/O + numpy: no GIL
+        items = list(pool.map(lambda e: measure(pseudo_dir, e), entries))
     picks = choose(items, k, beta, seed)
     sizes: dict[int, int] = {}
     for it in items:
@@ -388,11 +393,25 @@ def teacher_outputs(pseudo_dir: Path, iid: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _panel(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` (already at most ``side`` px) centred on a white ``side x side`` square."""
+    out = np.ones((side, side, 3))
+    h, w = rgb.shape[:2]
+    y, x = (side - h) // 2, (side - w) // 2
+    out[y : y + h, x : x + w] = rgb
+    return out
+
+
 def contact_sheet(
-    picks: Sequence[ImageUncertainty], pseudo_dir: str | Path, path: str | Path, max_side: int = 320
+    picks: Sequence[ImageUncertainty], pseudo_dir: str | Path, path: str | Path, side: int = 280
 ) -> Path:
     """One row per pick: the image (rank, id, modality, score), each teacher's outlines, and the
-    ensemble (confident pseudo-labels in yellow, the undecided = ignored pixels in magenta)."""
+    ensemble (confident pseudo-labels in yellow, the undecided = ignored pixels in magenta).
+
+    Panels are composed in numpy at ``side`` px (labels downscaled nearest-neighbour, so
+    outlines stay one display pixel wide) and drawn as one image with text: fast (about a
+    second for 8 rows), where a matplotlib grid of axes takes ten.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -406,53 +425,53 @@ def contact_sheet(
     pseudo_dir = Path(pseudo_dir)
     rows = []
     for it in picks:
-        teachers = teacher_outputs(pseudo_dir, it.id)
-        fused = read_labels(pseudo_dir / f"{it.id}_label.tiff")
-        ignore = tifffile.imread(pseudo_dir / f"{it.id}_ignore.tiff") > 0
+        teachers = {n: _shrink(v, side) for n, v in teacher_outputs(pseudo_dir, it.id).items()}
+        fused = _shrink(read_labels(pseudo_dir / f"{it.id}_label.tiff"), side)
+        ignore = _shrink(tifffile.imread(pseudo_dir / f"{it.id}_ignore.tiff") > 0, side)
         img = Path(it.image)
-        rgb = (
-            display_image(read_image(img, allow_constant=True))
-            if img.is_file()
-            else np.zeros((*fused.shape, 3))
-        )
+        raw = read_image(img, allow_constant=True) if img.is_file() else None
+        rgb = display_image(_shrink(raw, side)) if raw is not None else np.zeros((*fused.shape, 3))
         rows.append((it, teachers, fused, ignore, rgb))
     names = sorted({n for r in rows for n in r[1]})
-    cols = 2 + len(names)
-    size = 2.3
-    fig, axes = plt.subplots(
-        max(len(rows), 1), cols, figsize=(cols * size, max(len(rows), 1) * size), squeeze=False
-    )
-    for ax in axes.ravel():
-        ax.axis("off")
+    cols, band, top, gap = 2 + len(names), 30, 24, 6  # band: titles above a row of panels
+    slot = side + gap
+    sheet = np.ones((top + max(len(rows), 1) * (side + band), cols * slot - gap, 3))
+    texts = []  # (x, y, text, ha)
     for r, (it, teachers, fused, ignore, rgb) in enumerate(rows):
-        small = _shrink(rgb, max_side)
-        axes[r, 0].imshow(small)
-        axes[r, 0].set_title(
-            f"#{r + 1} {it.id}\n{it.modality}, score {it.score:.2f}", fontsize=7, loc="left"
-        )
+        y0 = top + r * (side + band) + band
+        panels = [rgb]
+        texts.append((4, y0 - 3, f"#{r + 1} {it.id}\n{it.modality}, score {it.score:.2f}", "left"))
         for c, n in enumerate(names, 1):
-            if n not in teachers:
-                continue
-            lab = _shrink(teachers[n], max_side)
-            shown = small.copy()
-            shown[find_boundaries(lab, mode="inner")] = TEACHER_COLORS[(c - 1) % 4]
-            axes[r, c].imshow(shown)
-            axes[r, c].set_title(f"{n}: {int(len(np.unique(lab)) - 1)} cells", fontsize=7)
-        lab, ign = _shrink(fused, max_side), _shrink(ignore, max_side)
-        shown = 0.6 * small
-        shown[ign] = 0.35 * small[ign] + 0.65 * UNDECIDED
-        shown[find_boundaries(lab, mode="inner")] = CONFIDENT
-        axes[r, -1].imshow(np.clip(shown, 0, 1))
-        axes[r, -1].set_title(
-            f"ensemble: {it.cells} sure (yellow)\nundecided {it.ignored:.0%} (magenta), "
-            f"{it.clusters - it.cells}/{it.clusters} unconfirmed",
-            fontsize=7,
+            shown = rgb.copy()
+            if n in teachers:
+                shown[find_boundaries(teachers[n], mode="inner")] = TEACHER_COLORS[(c - 1) % 4]
+                cells = int(len(np.unique(teachers[n])) - 1)
+                texts.append((c * slot + side / 2, y0 - 3, f"{n}: {cells} cells", "center"))
+            panels.append(shown)
+        shown = 0.6 * rgb
+        shown[ignore] = 0.35 * rgb[ignore] + 0.65 * UNDECIDED
+        shown[find_boundaries(fused, mode="inner")] = CONFIDENT
+        panels.append(np.clip(shown, 0, 1))
+        texts.append(
+            (
+                (cols - 1) * slot + side / 2,
+                y0 - 3,
+                f"ensemble: {it.cells} sure cells (yellow)\nundecided {it.ignored:.0%} "
+                f"(magenta), {it.clusters - it.cells}/{it.clusters} unconfirmed",
+                "center",
+            )
         )
-    fig.suptitle("Images to label next (cellfuse suggest)", fontsize=9)
-    fig.tight_layout()
+        for c, p in enumerate(panels):
+            sheet[y0 : y0 + side, c * slot : c * slot + side] = _panel(p, side)
+    dpi, (h, w) = 100, sheet.shape[:2]
+    fig = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+    fig.figimage((sheet * 255).round().astype(np.uint8), origin="upper")  # 1:1, no resampling
+    fig.text(4 / w, 1 - 16 / h, "Images to label next (cellfuse suggest)", fontsize=9)
+    for x, y, text, ha in texts:
+        fig.text(x / w, 1 - y / h, text, fontsize=7, ha=ha, va="bottom", linespacing=1.1)
     path = Path(path)
     with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
+        fig.savefig(fh, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
     plt.close(fig)
     return path
 

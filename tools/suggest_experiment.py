@@ -264,6 +264,31 @@ def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[st
     }
 
 
+def time_suggest(pseudo: Path, split: dict, k: int) -> dict[str, Any]:
+    """Wall seconds of ``suggest`` + its CSV and contact sheet, on the whole pseudo-labeled pool
+    and on the source's own unlabeled images (the pool less the train candidates)."""
+    import tempfile
+
+    from ensemble.suggest import pool_entries, suggest, write_outputs
+
+    every = [e["id"] for e in pool_entries(pseudo)]
+    cands = set(split["unlabeled_from_train"])
+    out = {}
+    for name, ids in (("pool", every), ("unlabeled_only", [i for i in every if i not in cands])):
+        if not ids:
+            continue
+        t0 = time.perf_counter()
+        res = suggest(pseudo, k, ids=ids)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_outputs(res, tmp)
+        out[name] = {
+            "images": len(ids),
+            "rank_seconds": res.seconds,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    return out
+
+
 def table(results: dict[str, dict]) -> str:
     """Markdown: one row per set (and the random mean), F1@0.5 / @0.75 overall and per modality."""
     from cellfuse.modality import MODALITIES
@@ -418,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "random_mean": rnd,
         "targets": targets(results, rnd),
         "diagnostic": diagnostic(args.pseudo, args.src, {n: sets[n] for n in names}, cands),
+        "suggest_timing": time_suggest(args.pseudo, split, args.k),
         "seconds": round(time.time() - t_start, 1),
     }
     path = args.out or ROOT / "bench" / "results" / f"suggest_{out['date']}.json"
@@ -429,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             f"random mean F1@0.5 {rnd['f1_50']:.3f} (sd {rnd['f1_50_sd']:.3f}); targets: {out['targets']}"
         )
     print(f"diagnostic: {out['diagnostic']}")
+    print(f"suggest timing: {out['suggest_timing']}")
     print(f"results: {path}")
     return 0
 
