@@ -272,12 +272,16 @@ def choose(
         picks = []
         for j in range(k):
             members = np.flatnonzero(assign == j)
+            if members.size == 0:
+                continue
             d2 = ((x[members] - centres[j]) ** 2).sum(axis=1)
             best = members[int(np.argmin(d2))]
-            top[best].kind = j
             for m in members:
                 top[m].kind = j
             picks.append(top[best])
+        # k-means may leave a kind empty: fill up with the most uncertain images left
+        taken = {it.id for it in picks}
+        picks += [it for it in top if it.id not in taken][: k - len(picks)]
     for it in picks:
         it.picked = True
     return sorted(picks, key=lambda it: (-it.score, it.id))
