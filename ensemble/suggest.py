@@ -14,7 +14,8 @@ their mean, so 0 = the teachers agree on every cell, 1 = they agree on none):
   (size-free: a small image with 3 doubtful cells of 6 counts like a big one with 30 of 60);
 - ``unconfirmed``: the share of the cell candidates the vote did not confirm,
   ``(uncertain + background clusters) / clusters`` (cells only some teachers saw);
-- ``doubt``: ``1 - `` the mean confidence (vote) of the confident cells.
+- ``doubt``: ``1 - `` the mean confidence (vote) of the confident cells (1 when the vote
+  confirmed none).
 
 An image where no teacher found a cell scores 0 and says so (nothing to disagree on; a
 committee cannot see a failure all its members share).
@@ -155,7 +156,8 @@ def measure(pseudo_dir: Path, entry: Mapping) -> ImageUncertainty:
     ignore_px = int(np.count_nonzero(ignore & (labels == 0)))
     ignored = ignore_px / (ignore_px + cell_px) if ignore_px + cell_px else 0.0
     unconfirmed = (clusters - confident) / clusters if clusters else 0.0
-    doubt = float(1.0 - scores.mean()) if scores.size else 0.0
+    # no confident cell at all: the vote is sure of nothing (and there is no mean to take)
+    doubt = float(1.0 - scores.mean()) if scores.size else (1.0 if clusters else 0.0)
     areas = np.bincount(labels.ravel())[1:]
     areas = areas[areas > 0]
     h, w = labels.shape
@@ -297,7 +299,10 @@ def reasons(it: ImageUncertainty, kind_sizes: Mapping[int, int] | None = None) -
             it.unconfirmed,
             f"{it.clusters - it.cells} of {it.clusters} candidate cells unconfirmed",
         ),
-        (it.doubt, f"confident cells at mean vote {1 - it.doubt:.2f}"),
+        (
+            it.doubt,
+            f"confident cells at mean vote {1 - it.doubt:.2f}" if it.cells else "no confident cell",
+        ),
     ]
     text = [t for _, t in sorted(terms, key=lambda x: -x[0])]
     text.append(f"{it.modality}, {it.cells} confident cells")

@@ -100,6 +100,13 @@ def test_score_terms_follow_the_formula(tmp_path):
     assert it.modality == "fluorescence" and it.cells == 7 and it.clusters == 12
 
 
+def test_an_image_with_no_confident_cell_is_maximally_doubtful(tmp_path):
+    add_image(tmp_path, "none", ignore_cells=5, n=5, seed=2)
+    it = measure(tmp_path, json.loads((tmp_path / "manifest.jsonl").read_text()))
+    assert (it.ignored, it.unconfirmed, it.doubt, it.score) == (1.0, 1.0, 1.0, 1.0)
+    assert "no confident cell" in suggest(tmp_path, 1).picks[0].reasons
+
+
 def test_ranking_puts_the_biggest_ignore_share_first(tmp_path):
     for iid, ign in (("low", 1), ("high", 5), ("mid", 3)):
         add_image(tmp_path, iid, ignore_cells=ign, seed=1)  # same cells, only the mask differs
