@@ -207,6 +207,15 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suggest(args: argparse.Namespace) -> int:
+    from ensemble.suggest import suggest_main
+
+    try:
+        return suggest_main(args.rest)
+    except SystemExit as e:  # its own --help (0) or usage error (2)
+        return int(e.code or 0)
+
+
 def _check(args: argparse.Namespace) -> int:
     from cellfuse.submission import check_submission
 
@@ -305,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path)
     p.add_argument("--sample-submission", type=Path, metavar="CSV")
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser(
+        "suggest", help="which unlabeled images to label next", add_help=False, prefix_chars="\0"
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_suggest)
 
     p = sub.add_parser("check", help="check a submission folder (exit 1 when invalid)")
     p.add_argument("submission_dir", metavar="SUBMISSION_DIR", type=Path)
