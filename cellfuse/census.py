@@ -411,6 +411,41 @@ def export_cells(
     )
 
 
+OUTPUT_FORMATS = ("tiff", "ome-tiff", "csv", "geojson")
+
+
+def slide_outputs(
+    image: str | os.PathLike[str], label_tiff: str | os.PathLike[str], formats: list[str]
+) -> dict[str, Any]:
+    """The outputs ``formats`` (:data:`OUTPUT_FORMATS`) of a predicted label TIFF
+    ``<dir>/<id>_label.tiff``: ``<id>_label.ome.tif`` (label pyramid), ``<id>_cells.csv``
+    and ``<id>_cells.geojson`` beside it; the label TIFF is removed unless "tiff" is
+    asked. Returns ``{"outputs": [paths]}``."""
+    from cellfuse.pyramid import label_tiff_to_pyramid
+
+    unknown = set(formats) - set(OUTPUT_FORMATS)
+    if unknown:
+        raise ValueError(f"unknown output format(s) {sorted(unknown)}; use {OUTPUT_FORMATS}")
+    label_tiff = Path(label_tiff)
+    stem = label_tiff.name.removesuffix(".tiff").removesuffix("_label")
+    folder, written = label_tiff.parent, []
+    if "ome-tiff" in formats:
+        written.append(label_tiff_to_pyramid(label_tiff, folder / f"{stem}_label.ome.tif")["path"])
+    if "csv" in formats or "geojson" in formats:
+        res = export_cells(
+            label_tiff,
+            image=image,
+            csv_path=folder / f"{stem}_cells.csv" if "csv" in formats else None,
+            geojson_path=folder / f"{stem}_cells.geojson" if "geojson" in formats else None,
+        )
+        written += [p for p in (res["csv"], res["geojson"]) if p]
+    if "tiff" in formats:
+        written.insert(0, str(label_tiff))
+    else:
+        label_tiff.unlink()
+    return {"outputs": written}
+
+
 @contextlib.contextmanager
 def _open_outputs(csv_path, geojson_path):
     """Both output files opened atomically; the GeoJSON's header and footer around the
@@ -425,4 +460,13 @@ def _open_outputs(csv_path, geojson_path):
             gj.write("\n]}\n")
 
 
-__all__ = ["BASE_COLUMNS", "export_cells", "geojson_feature", "iter_cells", "measure", "outline"]
+__all__ = [
+    "BASE_COLUMNS",
+    "OUTPUT_FORMATS",
+    "export_cells",
+    "geojson_feature",
+    "iter_cells",
+    "measure",
+    "outline",
+    "slide_outputs",
+]

@@ -268,6 +268,18 @@ def write_label_pyramid(
     return write_pyramid(path, bands, shape, np.uint32, downsample=downsample_mode, **kwargs)
 
 
+def label_tiff_to_pyramid(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: Any
+) -> dict[str, Any]:
+    """Rewrite a label TIFF (level 0 of any TIFF) as a label pyramid, band by band through
+    a :class:`PyramidReader`: a tiled source is never read whole."""
+    tile = int(kwargs.get("tile", TILE))
+    with PyramidReader(src) as r:
+        h, w = r.shape
+        bands = (r.read((slice(y, min(y + tile, h)), slice(0, w))) for y in range(0, h, tile))
+        return write_label_pyramid(dst, bands, (h, w), **kwargs)
+
+
 # ----------------------------------------------------------------------------- reader
 
 
@@ -323,6 +335,7 @@ __all__ = [
     "array_bands",
     "downsample_mean",
     "downsample_mode",
+    "label_tiff_to_pyramid",
     "pyramid_shapes",
     "write_label_pyramid",
     "write_pyramid",

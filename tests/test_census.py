@@ -11,8 +11,9 @@ from helpers import disc_labels
 from shapely.geometry import Point, shape
 from skimage.measure import regionprops
 
-from cellfuse.census import BASE_COLUMNS, export_cells, iter_cells, measure, outline
-from cellfuse.pyramid import array_bands, write_label_pyramid
+from cellfuse.census import BASE_COLUMNS, export_cells, iter_cells, measure, outline, slide_outputs
+from cellfuse.io import write_labels
+from cellfuse.pyramid import PyramidReader, array_bands, write_label_pyramid
 
 
 def _scene(seed=0):
@@ -145,3 +146,45 @@ def test_export_empty_labels_writes_headers(tmp_path):
         "type": "FeatureCollection",
         "features": [],
     }
+
+
+def test_slide_outputs_beside_the_label_tiff(tmp_path):
+    lab, img = _scene(seed=2)
+    tifffile.imwrite(tmp_path / "s1.tif", img, photometric="rgb")
+    label_tiff = write_labels(tmp_path / "pred" / "s1_label.tiff", lab)
+    res = slide_outputs(tmp_path / "s1.tif", label_tiff, ["ome-tiff", "csv", "geojson"])
+    names = sorted(p.split("/")[-1] for p in res["outputs"])
+    assert names == ["s1_cells.csv", "s1_cells.geojson", "s1_label.ome.tif"]
+    assert not label_tiff.exists()  # "tiff" was not asked
+    with PyramidReader(tmp_path / "pred" / "s1_label.ome.tif") as r:
+        assert np.array_equal(r.read(), lab)
+    assert len(pd.read_csv(tmp_path / "pred" / "s1_cells.csv")) == np.unique(lab).size - 1
+    with pytest.raises(ValueError, match="unknown"):
+        slide_outputs(tmp_path / "s1.tif", label_tiff, ["png"])
+
+
+def test_predict_tool_writes_the_asked_outputs(tmp_path, monkeypatch):
+    import sys
+
+    from conftest import ROOT
+    from test_predict_slide import OracleBackend, _disc_image
+
+    from student.predictor import StudentPredictor
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import predict
+
+    lab, img = _disc_image((300, 350), 60, seed=3)
+    tifffile.imwrite(tmp_path / "a.tif", img, photometric="rgb")
+    fake = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64)
+    monkeypatch.setattr(StudentPredictor, "from_onnx", classmethod(lambda cls, *a, **k: fake))
+    out = tmp_path / "pred"
+    argv = ["--onnx", "x.onnx", "--input", str(tmp_path / "a.tif"), "--out", str(out)]
+    predict.main([*argv, "--outputs", "tiff,ome-tiff,csv,geojson", "--no-progress"])
+    row = json.loads((out / "predict.json").read_text())["rows"][0]
+    assert len(row["outputs"]) == 4 and all(
+        (out / p.split("/")[-1]).exists() for p in row["outputs"]
+    )
+    assert len(pd.read_csv(out / "a_cells.csv")) == row["n_cells"] == np.unique(lab).size - 1
+    with pytest.raises(SystemExit):
+        predict.main([*argv, "--outputs", "tiff,png"])

@@ -2,7 +2,8 @@
 --input DIR_OR_FILE --out DIR [--tile N --overlap N --batch N --threads N --diameter D]``.
 
 Writes ``DIR/<id>_label.tiff`` per input image (any size: read and predicted tile by tile)
-and ``DIR/predict.json`` (per-image cells, scale, seconds; s/Mpx overall).
+and ``DIR/predict.json`` (per-image cells, scale, seconds; s/Mpx overall); ``--outputs``
+adds the label pyramid, the per-cell CSV and the QuPath GeoJSON (``cellfuse.census``).
 """
 
 import argparse
@@ -11,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from cellfuse.census import OUTPUT_FORMATS, slide_outputs
 from cellfuse.io import atomic_write_text
 from cellfuse.layout import list_images
 
@@ -34,8 +36,18 @@ def main(argv=None):
         choices=["auto", "torch", "onnx"],
         help="for --checkpoint: auto = onnxruntime on CPU (faster), torch on GPU",
     )
+    ap.add_argument(
+        "--outputs",
+        default="tiff",
+        help="comma-separated, per image: tiff (<id>_label.tiff), ome-tiff (<id>_label.ome.tif, "
+        "tiled pyramid), csv (<id>_cells.csv, per-cell table), geojson (<id>_cells.geojson, "
+        "QuPath cell polygons)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    outputs = args.outputs.split(",")
+    if not outputs or set(outputs) - set(OUTPUT_FORMATS):
+        ap.error(f"--outputs: comma-separated values from {', '.join(OUTPUT_FORMATS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
@@ -68,6 +80,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         info = pred.predict_file(f, out / f"{f.stem}_label.tiff", progress=not args.no_progress)
         dt = time.perf_counter() - t0
+        info.update(slide_outputs(f, out / f"{f.stem}_label.tiff", outputs))
+        info["outputs_seconds"] = round(time.perf_counter() - t0 - dt, 3)
         total_px += info["shape"][0] * info["shape"][1]
         rows.append(dict(id=f.stem, **info, seconds=round(dt, 3)))
         logging.info("%s: %d cells in %.2f s", f.name, info["n_cells"], dt)
