@@ -25,7 +25,7 @@ from itertools import groupby
 import numpy as np
 
 from cellfuse.instances import Instances
-from cellfuse.tiling import Tile, owned_instances, tile_grid
+from cellfuse.tiling import Tile, paint_owned, tile_grid
 
 Region = tuple[slice, slice]
 
@@ -78,20 +78,12 @@ class BandStitcher:
         next_id = 1
         for i, row in enumerate(rows):
             for t in row:
-                inst = self.predict(self.read(t.read))
-                keep = owned_instances(inst, t, self.shape)
-                k = int(keep.sum())
-                if k == 0:
-                    continue
-                lut = np.zeros(inst.n + 1, np.uint32)
-                lut[1:][keep] = np.arange(next_id, next_id + k, dtype=np.uint32)
-                new = lut[inst.labels]
                 ys = slice(t.read[0].start - top, t.read[0].stop - top)
-                window = buf[ys, t.read[1]]
-                free = (new > 0) & (window == 0)
-                window[free] = new[free]
-                self._scores.append(inst.scores[keep])
-                next_id += k
+                kept = paint_owned(
+                    self.predict(self.read(t.read)), t, self.shape, buf[ys, t.read[1]], next_id
+                )
+                self._scores.append(kept)
+                next_id += kept.size
             self.n_ids = next_id - 1
             final = rows[i + 1][0].read[0].start if i + 1 < len(rows) else h
             while top + self.band <= final or (top < final == h):
