@@ -87,6 +87,28 @@ def owned_instances(inst: Instances, tile: Tile, shape: tuple[int, int]) -> np.n
     return keep
 
 
+def paint_owned(
+    inst: Instances, tile: Tile, shape: tuple[int, int], window: np.ndarray, next_id: int
+) -> np.ndarray:
+    """Paint the cells ``tile`` owns (:func:`owned_instances`) into ``window`` (the output
+    labels under ``tile.read``) as ids ``next_id, next_id + 1, ...``, on free pixels only: a
+    kept cell may reach into a neighbour's core, where pixels already owned stay.
+
+    Returns:
+        the kept cells' scores (their count is the number of ids used).
+    """
+    keep = owned_instances(inst, tile, shape)
+    k = int(keep.sum())
+    if k == 0:
+        return np.zeros(0, np.float32)
+    lut = np.zeros(inst.n + 1, np.uint32)
+    lut[1:][keep] = np.arange(next_id, next_id + k, dtype=np.uint32)
+    new = lut[inst.labels]
+    free = (new > 0) & (window == 0)
+    window[free] = new[free]
+    return inst.scores[keep]
+
+
 def predict_tiled(
     predict: Callable[[np.ndarray], Instances],
     read: Callable[[tuple[slice, slice]], np.ndarray],
@@ -126,21 +148,11 @@ def predict_tiled(
 
         it = tqdm(tiles, desc="tiles", unit="tile", leave=False)
     for t in it:
-        inst = predict(read(t.read))
-        keep = owned_instances(inst, t, shape)
-        k = int(keep.sum())
-        if k == 0:
-            continue
-        lut = np.zeros(inst.n + 1, np.uint32)
-        lut[1:][keep] = np.arange(next_id, next_id + k, dtype=np.uint32)
-        new = lut[inst.labels]
-        # a kept cell may reach into a neighbour's core; pixels already owned there stay
         window = labels[t.read]
-        free = (new > 0) & (window == 0)
-        window[free] = new[free]
-        labels[t.read] = window
-        scores.append(inst.scores[keep])
-        next_id += k
+        kept = paint_owned(predict(read(t.read)), t, shape, window, next_id)
+        labels[t.read] = window  # a no-op for numpy; writes back to a zarr ``out``
+        scores.append(kept)
+        next_id += kept.size
     all_scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
     if out is None:
         labels = labels.astype(label_dtype(next_id - 1), copy=False)
@@ -170,6 +182,7 @@ __all__ = [
     "Tile",
     "tile_grid",
     "owned_instances",
+    "paint_owned",
     "predict_tiled",
     "tile_centroid_owner",
     "centroids",

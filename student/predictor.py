@@ -462,10 +462,16 @@ class StudentPredictor:
 
 
 def predict_files(
-    pred: StudentPredictor, files: Sequence[Path], out_dir: Path, *, progress: bool = True
+    pred: StudentPredictor,
+    files: Sequence[Path],
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    outputs: Sequence[str] = ("tiff",),
 ) -> dict[str, Any]:
     """Segment image files into ``out_dir/<stem>_label.tiff`` and record the run in
-    ``out_dir/predict.json``.
+    ``out_dir/predict.json``. ``outputs`` beyond ``tiff`` (``ome-tiff``, ``csv``,
+    ``geojson``: :func:`cellfuse.census.slide_outputs`) are written after each label TIFF.
 
     Returns:
         ``{"images", "seconds", "s_per_mpx", "rows"}`` (a row per image: id, shape,
@@ -482,6 +488,11 @@ def predict_files(
         t0 = time.perf_counter()
         info = pred.predict_file(f, out_dir / f"{Path(f).stem}_label.tiff", progress=progress)
         dt = time.perf_counter() - t0
+        if set(outputs) - {"tiff"}:
+            from cellfuse.census import slide_outputs
+
+            info.update(slide_outputs(f, out_dir / f"{Path(f).stem}_label.tiff", outputs))
+            info["outputs_seconds"] = round(time.perf_counter() - t0 - dt, 3)
         total_px += info["shape"][0] * info["shape"][1]
         rows.append(dict(id=Path(f).stem, **info, seconds=round(dt, 3)))
         log.info("%s: %d cells in %.2f s", Path(f).name, info["n_cells"], dt)

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 import tifffile
+from cellfuse.cli import main
 from helpers import disc_labels
 
-from cellfuse.cli import main
 from cellfuse.io import write_labels
 from ensemble.suggest import (
     CSV_COLUMNS,

@@ -155,6 +155,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_formats(text: str) -> list[str]:
+    from cellfuse.census import OUTPUT_FORMATS
+
+    formats = text.split(",")
+    if not formats or set(formats) - set(OUTPUT_FORMATS):
+        raise argparse.ArgumentTypeError(f"comma-separated values from {', '.join(OUTPUT_FORMATS)}")
+    return formats
+
+
 def _predict(args: argparse.Namespace) -> int:
     from cellfuse.layout import list_images
     from student.predictor import StudentPredictor, predict_files
@@ -177,7 +186,9 @@ def _predict(args: argparse.Namespace) -> int:
         files = [src]
     else:
         files = list_images(src / "images" if (src / "images").is_dir() else src)
-    summary = predict_files(pred, files, Path(args.out), progress=not args.no_progress)
+    summary = predict_files(
+        pred, files, Path(args.out), progress=not args.no_progress, outputs=args.outputs
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     return 0
 
@@ -298,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diameter", type=float, help="cell diameter in px (default: measured)")
     p.add_argument("--device", default="auto", help="torch device for --checkpoint")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument(
+        "--outputs",
+        default=["tiff"],
+        type=_output_formats,
+        help="comma-separated, per image: tiff (<id>_label.tiff), ome-tiff (<id>_label.ome.tif, "
+        "tiled pyramid), csv (<id>_cells.csv, per-cell table), geojson (<id>_cells.geojson, "
+        "QuPath cell polygons)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_predict)
 
