@@ -1,6 +1,7 @@
 """``cellfuse`` command line: run the pipeline, evaluate, write or check a submission.
 
 cellfuse run --input DIR --work DIR [--profile demo|bench|full] [--address RAY] [--cfg-options k=v ...]
+cellfuse check INPUT [--work DIR] [--threads N] [--json OUT]
 cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
 cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
 cellfuse submit --check OUT_DIR [--test-images DIR]
@@ -74,7 +75,7 @@ def _train_teacher(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "evaluate", "submit", "train-teacher"}
+    commands = {"run", "check", "evaluate", "submit", "train-teacher"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -85,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cmd == "train-teacher":
             return _train_teacher(rest)
         _setup_logging()
+        if cmd == "check":
+            from cellfuse.check import main as check_main
+
+            return check_main(rest)
         if cmd == "evaluate":
             from cellfuse.metric import evaluate_main
 

@@ -26,7 +26,17 @@ from cellfuse.errors import ConfigError, LayoutError
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("teachers", "pseudo", "student", "export", "predict", "submit", "evaluate", "report")
+STAGES = (
+    "check",
+    "teachers",
+    "pseudo",
+    "student",
+    "export",
+    "predict",
+    "submit",
+    "evaluate",
+    "report",
+)
 
 
 def find_test_labels(input_dir: Path) -> Path | None:
@@ -405,7 +415,10 @@ def evaluate(run: Run, truth: Path, teachers: dict, students: dict) -> dict:
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
                 mod = modality(image)
-                t = read_labels(find_label(truth, image_id(p)))
+                truth_file = find_label(truth, image_id(p))
+                if truth_file is None:
+                    raise LayoutError(f"{p}: no label file in {truth} for the evaluation")
+                t = read_labels(truth_file, shape=image.shape[:2])
                 mpx += image.shape[0] * image.shape[1] / 1e6
                 took: dict[str, float] = {}
                 preds = dict(
@@ -576,18 +589,17 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
+    from cellfuse.check import check_stage
     from teachers.train import load_config
 
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
-    for need in ("train/images", "train/labels", "test/images"):
-        if not (input_dir / need).is_dir():
-            raise LayoutError(f"{input_dir}: no {need} folder (expected the Med-MLE-bench layout)")
     profile_file = REPO / "configs" / "pipeline" / f"{profile}.py"
     if not profile_file.exists():
         raise ConfigError(f"unknown profile {profile!r} (no {profile_file})")
     cfg = load_config(profile_file, cfg_options)
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
+    check_stage(r)  # every image and label read before any training
     teachers = train_teachers(r)
     pseudo = pseudo_label(r, teachers)
     students = distill_students(r, pseudo)

@@ -23,4 +23,4 @@ def test_help_and_unknown_command(capsys):
 
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--input", str(tmp_path / "nope"), "--work", str(tmp_path / "w")]) == 2
-    assert "no train/images folder" in capsys.readouterr().err
+    assert "nope: input folder does not exist" in capsys.readouterr().err
