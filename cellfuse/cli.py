@@ -6,6 +6,8 @@ cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]
 cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR [--sample-submission CSV]
 cellfuse submit --check OUT_DIR [--test-images DIR]
 cellfuse train-teacher CONFIG [--work-dir DIR] [--cfg-options k=v ...] [--resume]
+
+Any command: --debug shows the traceback of an error (else: one line, exit 2).
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def _train_teacher(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from cellfuse.entry import pop_debug, report
+
+    argv, debug = pop_debug(argv)  # --debug anywhere: tracebacks (else one line per error)
     commands = {"run", "check", "evaluate", "submit", "train-teacher"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
@@ -97,10 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cellfuse.submission import submit_main
 
         return submit_main(rest)
-    except CellfuseError as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - one line and exit 2 (130 for Ctrl-C)
+        if isinstance(e, CellfuseError):
+            log.error("%s", e)
+        return report(e, debug)
 
 
 if __name__ == "__main__":

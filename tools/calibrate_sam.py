@@ -11,6 +11,7 @@ ground-truth cells as prompts on the config's *training* images (never val), the
 
 import argparse
 import logging
+import sys
 
 from teachers import load_teacher
 from teachers.sam_train import calibrate_and_store, prompt_noise
@@ -38,4 +39,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

@@ -4,6 +4,8 @@ The config's ``student`` dict names the variant and the pseudo-label folder
 (``student.pseudo``); ``--cfg-options student.pseudo=None`` trains the labeled-only ablation.
 """
 
+import sys
+
 from student.distill import distill
 from teachers.train import training_cli
 
@@ -13,4 +15,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

@@ -9,6 +9,7 @@ F1 agreement of the final labels).
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from cellfuse.io import read_image
@@ -43,4 +44,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

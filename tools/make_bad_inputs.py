@@ -269,4 +269,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

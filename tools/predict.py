@@ -2,17 +2,21 @@
 --input DIR_OR_FILE --out DIR [--tile N --overlap N --batch N --threads N --diameter D]``.
 
 Writes ``DIR/<id>_label.tiff`` per input image (any size: read and predicted tile by tile)
-and ``DIR/predict.json`` (per-image cells, scale, seconds; s/Mpx overall).
+and ``DIR/predict.json`` (per-image cells, scale, seconds, or the error; s/Mpx overall). An
+image that cannot be read or predicted is recorded with its error and the others go on; a
+re-run resumes per image (``DIR/predict.jsonl``). Exit status: 0 all predicted, 1 some images
+failed (each listed as ``error: <file>: <what>``), 2 nothing could run (no images, bad model).
 """
 
 import argparse
 import json
 import logging
-import time
+import sys
 from pathlib import Path
 
-from cellfuse.io import atomic_write_text
+from cellfuse.errors import LayoutError
 from cellfuse.layout import list_images
+from student.batch import model_key, predict_files
 
 
 def main(argv=None):
@@ -38,6 +42,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
+    src_path = Path(args.input)
+    if src_path.is_file():
+        files = [src_path]
+    elif src_path.is_dir():
+        files = list_images(src_path / "images" if (src_path / "images").is_dir() else src_path)
+        if not files:
+            raise LayoutError(f"{src_path}: no image files to predict")
+    else:
+        raise LayoutError(f"{src_path}: no such file or folder")
     overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     from student.predictor import StudentPredictor
@@ -57,30 +70,18 @@ def main(argv=None):
     else:
         pred = StudentPredictor.from_onnx(args.onnx, threads=args.threads, **overrides)
 
-    src_path = Path(args.input)
-    if src_path.is_file():
-        files = [src_path]
-    else:
-        files = list_images(src_path / "images" if (src_path / "images").is_dir() else src_path)
-    out = Path(args.out)
-    rows, total_px, t_all = [], 0, time.perf_counter()
-    for f in files:
-        t0 = time.perf_counter()
-        info = pred.predict_file(f, out / f"{f.stem}_label.tiff", progress=not args.no_progress)
-        dt = time.perf_counter() - t0
-        total_px += info["shape"][0] * info["shape"][1]
-        rows.append(dict(id=f.stem, **info, seconds=round(dt, 3)))
-        logging.info("%s: %d cells in %.2f s", f.name, info["n_cells"], dt)
-    seconds = time.perf_counter() - t_all
-    summary = dict(
-        images=len(rows),
-        seconds=round(seconds, 2),
-        s_per_mpx=round(seconds / max(total_px / 1e6, 1e-9), 3),
-        rows=rows,
+    model = args.checkpoint or args.onnx
+    key = model_key(model, {**overrides, "backend": args.backend})
+    summary = predict_files(
+        pred, files, args.out, key=key, progress=False, tile_progress=not args.no_progress
     )
-    atomic_write_text(out / "predict.json", json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "failures")}))
+    for error in summary["failures"].values():
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

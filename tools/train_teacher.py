@@ -4,6 +4,8 @@ The config's ``teacher.type`` picks the teacher (flowunet, sam, maskrcnn, ...).
 ``--cfg-options k=v`` overrides config keys; ``--resume`` continues from the last checkpoint.
 """
 
+import sys
+
 from teachers.train import train_teacher, training_cli
 
 
@@ -12,4 +14,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))
