@@ -213,8 +213,15 @@ def test_killed_worker_is_replaced_and_its_image_rerun(ray_session, images, tmp_
     # same labels as an undisturbed serial run
     ref = run_pseudo_label(make_cfg(), images, tmp_path / "ref", num_workers=0, progress=False)
     assert ref["done"] == 4
-    a, b = outputs(out), outputs(tmp_path / "ref")
-    np.testing.assert_array_equal(a[victim.stem][0], b[victim.stem][0])
+    # byte-identical labels and ignore masks, the same confidences, for every image
+    for p in images.glob("*.png"):
+        for sfx in ("_label.tiff", "_ignore.tiff"):
+            name = p.stem + sfx
+            assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+        conf = [
+            json.loads((d / f"{p.stem}_conf.json").read_text()) for d in (out, tmp_path / "ref")
+        ]
+        assert conf[0]["scores"] == conf[1]["scores"] and conf[0]["stats"] == conf[1]["stats"]
 
 
 def test_weight_from_val_f1_beside_the_checkpoint(tmp_path):
