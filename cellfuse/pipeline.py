@@ -273,7 +273,9 @@ def distill_students(run: Run, pseudo: dict) -> dict:
 
             cfg_file = work / "stage_config.py"
             work.mkdir(parents=True, exist_ok=True)
-            cfg.dump(str(cfg_file))
+            from cellfuse.durable import dump_config
+
+            dump_config(cfg, cfg_file)
             log.info("%s: training in a child process, log %s", work.name, work / "train.log")
             run_in_child(
                 "student.distill:distill_file",
@@ -333,13 +335,22 @@ def export_student(run: Run, students: dict) -> dict:
             students["student"].get("val_metrics", {}).get("f1_50", float("nan")),
         )
     rec = students[name]
-    return run.stage(
-        "export",
-        [rec["key"]],
-        lambda: (
-            export(rec["checkpoint"], run.work_dir / "export", name="student") | {"student": name}
-        ),
-    )
+
+    def fn() -> dict:
+        from cellfuse.io import read_image
+        from cellfuse.layout import list_images
+
+        # parity on real images (the first 3 test images; their labels are never read)
+        checks = [
+            read_image(p, allow_constant=True)
+            for p in list_images(run.input_dir / "test" / "images")[:3]
+        ]
+        out = export(
+            rec["checkpoint"], run.work_dir / "export", name="student", check_images=checks
+        )
+        return out | {"student": name}
+
+    return run.stage("export", [rec["key"]], fn)
 
 
 def predict_test(run: Run, exported: dict) -> dict:
@@ -597,6 +608,9 @@ def run(
     cfg = load_config(profile_file, cfg_options)
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
+    from cellfuse.durable import clean_stale
+
+    clean_stale(work_dir)  # what a killed run left: temp files, a half-done submission swap
     check_stage(r)  # every image and label read before any training
     teachers = train_teachers(r)
     pseudo = pseudo_label(r, teachers)

@@ -440,7 +440,9 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg.work_dir = str(work_dir)
-    cfg.dump(str(work_dir / "config.py"))
+    from cellfuse.durable import dump_config
+
+    dump_config(cfg, work_dir / "config.py")
     scfg = cfg.student.to_dict() if hasattr(cfg.student, "to_dict") else dict(cfg.student)
     trainer = StudentTrainer(**scfg)
     train, val = resolve_splits(cfg.data)

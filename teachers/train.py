@@ -116,7 +116,9 @@ def train_teacher(cfg, work_dir: str | Path, *, resume: bool = False) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg.work_dir = str(work_dir)
-    cfg.dump(str(work_dir / "config.py"))
+    from cellfuse.durable import dump_config
+
+    dump_config(cfg, work_dir / "config.py")
     tcfg = dict(cfg.teacher.to_dict() if hasattr(cfg.teacher, "to_dict") else cfg.teacher)
     if getattr(teacher_class(tcfg["type"]), "wants_full_config", False):
         tcfg["cfg"] = cfg
