@@ -228,12 +228,11 @@ def _split_images(folder: Path, problems: list[Problem], *, required: bool = Fal
         elif p.is_file():
             skipped.append(p.name)
     if skipped:
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         problems.append(
             Problem(
                 "warning",
                 f"{folder}: {len(skipped)} files without an image suffix are ignored "
-                f"({', '.join(skipped[:3])}{more})",
+                f"({_some(skipped)})",
             )
         )
     if not images:
@@ -267,14 +266,19 @@ def _orphan_labels(labels_dir: Path, ids: set[str], problems: list[Problem]) -> 
         if stem not in ids:
             orphans.append(p.name)
     if orphans:
-        more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
         problems.append(
             Problem(
                 "warning",
                 f"{labels_dir}: {len(orphans)} label files have no image "
-                f"({', '.join(orphans[:3])}{more}); they are not used",
+                f"({_some(orphans)}); they are not used",
             )
         )
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    """``a, b, c and 4 more``."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
 
 
 def _check_item(item: _Item) -> tuple[list[Problem], int, int]:

@@ -1,11 +1,12 @@
 """A pseudo-labelling driver for the fault tests (run as a subprocess by test_faults.py).
 
-    python tests/fault_driver.py IMAGES OUT [--kill worker|driver|raylet|agent] [--after N]
+    python tests/fault_driver.py IMAGES OUT [--kill driver|raylet|agent] [--after N]
 
 Runs the classical ensemble (a teacher slowed to ``DELAY`` s per image, so kills land
 mid-run) with 2 Ray workers on IMAGES into OUT. With ``--kill``, once N images are in the
-manifest a thread SIGKILLs: one worker (``worker``), this process (``driver``), the local
-raylet (``raylet``) or the dashboard agent (``agent``, which takes the raylet down with it).
+manifest a thread SIGKILLs this process (``driver``), the local raylet (``raylet``) or the
+dashboard agent (``agent``, which takes the raylet down with it). (A killed worker:
+``test_pseudolabel.py``, where the teacher kills its own worker.)
 Prints the run summary as JSON on its last line.
 """
 
@@ -39,20 +40,11 @@ class SlowTeacher(ClassicalTeacher):
 
 
 def config(delay: float = DELAY) -> dict:
+    from helpers import two_teacher_config
+
     teacher = dict(type="slow", delay=delay, sigma=1.0, min_distance=7)
-    return dict(
-        teachers=[
-            dict(name="a", cfg=teacher, checkpoint=None, weight=1.0),
-            dict(name="b", cfg={**teacher, "sigma": 2.0}, checkpoint=None, weight=0.5),
-        ],
-        fusion=dict(hi=0.6),
-        pseudo=dict(
-            num_workers=2,
-            retries=1,
-            max_restarts=1,
-            max_task_retries=1,
-            custom_teachers={"slow": "fault_driver:SlowTeacher"},
-        ),
+    return two_teacher_config(
+        teacher, {"slow": "fault_driver:SlowTeacher"}, max_restarts=1, max_task_retries=1
     )
 
 
@@ -85,25 +77,13 @@ def _children_named(pid: int, word: str) -> list[int]:
     return out
 
 
-def _worker_pid(out: Path) -> int:
-    """A PseudoLabeler actor's pid (the workers write it beside the outputs in this test)."""
-    import ray
-
-    actors = [
-        a
-        for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
-        if "PseudoLabeler" in a["class_name"]
-    ]
-    return int(actors[0]["pid"])
-
-
 def _killer(kind: str, out: Path, after: int) -> None:
     manifest = out / "manifest.jsonl"
     while not manifest.exists() or len(manifest.read_text().splitlines()) < after:
         time.sleep(0.02)
     if kind == "driver":
         os.kill(os.getpid(), signal.SIGKILL)
-    pids = [_worker_pid(out)] if kind == "worker" else _ray_pids(kind)
+    pids = _ray_pids(kind)
     for pid in pids:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:80]
         print(f"killing {kind}: {pid} {cmd!r}", file=sys.stderr, flush=True)
@@ -116,7 +96,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("images", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--kill", choices=["worker", "driver", "raylet", "agent"])
+    ap.add_argument("--kill", choices=["driver", "raylet", "agent"])
     ap.add_argument("--after", type=int, default=2)
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

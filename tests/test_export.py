@@ -8,6 +8,7 @@ import onnxruntime  # noqa: E402, F401 - required: a missing onnxruntime fails h
 import pytest
 import torch
 from conftest import DEMO
+from helpers import tiny_student_checkpoint
 
 from cellfuse.errors import ConfigError
 from cellfuse.io import read_image
@@ -20,31 +21,14 @@ from student.export import (
     read_sidecar,
 )
 from student.export_guard import ParityError
-from student.model import VARIANTS, StudentNet
+from student.model import StudentNet
 from student.predictor import StudentPredictor
 
 
 @pytest.fixture(scope="module")
 def trained_like_checkpoint(tmp_path_factory):
-    """A flow_xs checkpoint with random weights whose outputs produce some cells."""
-    torch.manual_seed(0)
-    net = StudentNet(**VARIANTS["flow_xs"])
-    with torch.no_grad():
-        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
-    path = tmp_path_factory.mktemp("ck") / "best.pth"
-    torch.save(
-        dict(
-            state_dict=net.state_dict(),
-            net=net.config(),
-            variant="flow_xs",
-            nominal_diameter=17.0,
-            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
-            predictor=dict(tile=256, overlap=48, diameter=17.0),
-            metrics={"f1_50": 0.0},
-        ),
-        path,
-    )
-    return path
+    """A flow_xs checkpoint with random weights."""
+    return tiny_student_checkpoint(tmp_path_factory.mktemp("ck") / "best.pth")
 
 
 def test_export_student_parity_and_sidecar(trained_like_checkpoint, tmp_path):

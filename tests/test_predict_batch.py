@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from conftest import ROOT
-from helpers import disc_labels
+from helpers import disc_labels, tiny_student_checkpoint
 from PIL import Image
 
 from cellfuse.errors import CellfuseError
@@ -116,27 +116,8 @@ runpy.run_path({tool!r}, run_name="__main__")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from student.model import VARIANTS, StudentNet
-
-    torch.manual_seed(0)
-    net = StudentNet(**VARIANTS["flow_xs"])
-    with torch.no_grad():
-        net.head[-1].bias[0] = 0.5
-    path = tmp_path_factory.mktemp("ck") / "best.pth"
-    torch.save(
-        dict(
-            state_dict=net.state_dict(),
-            net=net.config(),
-            variant="flow_xs",
-            nominal_diameter=17.0,
-            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
-            predictor=dict(tile=256, overlap=48, diameter=17.0),
-            metrics={"f1_50": 0.0},
-        ),
-        path,
-    )
-    return path
+    pytest.importorskip("torch")
+    return tiny_student_checkpoint(tmp_path_factory.mktemp("ck") / "best.pth")
 
 
 def _tool(*args, script=None):
@@ -188,25 +169,10 @@ def test_tool_errors_are_one_line_exit_2_and_traceback_with_debug(checkpoint, tm
     assert res.stderr.strip().splitlines() == [
         f"error: {tmp_path}/empty: no image files to predict"
     ]
-    res = _tool(
-        "--onnx",
-        tmp_path / "nope.onnx",
-        "--input",
-        ROOT / "data/demo/test/images",
-        "--out",
-        tmp_path / "o",
-    )
+    missing = ["--onnx", tmp_path / "nope.onnx", "--input", ROOT / "data/demo/test/images"]
+    res = _tool(*missing, "--out", tmp_path / "o")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert (
-        res.stderr.splitlines()[-1].startswith("error: ") and "nope" in res.stderr.splitlines()[-1]
-    )
-    res = _tool(
-        "--onnx",
-        tmp_path / "nope.onnx",
-        "--input",
-        ROOT / "data/demo/test/images",
-        "--out",
-        tmp_path / "o",
-        "--debug",
-    )
+    last = res.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and "nope" in last
+    res = _tool(*missing, "--out", tmp_path / "o", "--debug")
     assert res.returncode == 2 and "Traceback" in res.stderr

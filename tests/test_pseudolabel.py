@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import ray
 from conftest import SHARED_DATA
+from helpers import two_teacher_config
 
 from cellfuse.io import read_image, read_labels
 from ensemble.pseudolabel import Manifest, read_val_f1, run_pseudo_label
@@ -60,16 +61,7 @@ def pixel_digest(image: np.ndarray) -> str:
 
 def make_cfg(teacher_type="classical", **teacher_kwargs):
     teacher = dict(type=teacher_type, sigma=1.0, min_distance=7, **teacher_kwargs)
-    return dict(
-        teachers=[
-            dict(name="a", cfg=teacher, checkpoint=None, weight=1.0),
-            dict(name="b", cfg={**teacher, "sigma": 2.0}, checkpoint=None, weight=0.5),
-        ],
-        fusion=dict(hi=0.6),
-        pseudo=dict(
-            num_workers=2, retries=1, max_restarts=2, max_task_retries=2, custom_teachers=PLUGIN
-        ),
-    )
+    return two_teacher_config(teacher, PLUGIN)
 
 
 @pytest.fixture(scope="module")
