@@ -237,6 +237,7 @@ class _Tally:
             "error_kind": result.get("error_kind"),
             "n_cells": result.get("n_cells", 0),
             "stats": result.get("stats"),
+            "outputs": result.get("outputs"),
             "seconds": result.get("seconds"),
             "node": result.get("node"),
             "attempts": attempts,

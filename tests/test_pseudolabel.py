@@ -412,3 +412,18 @@ def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
         want_labels = want.labels if s.view is None else from_view(want.labels, s.view)
         assert np.array_equal(p.labels, want_labels) and p.shape == image.shape[:2]
     assert (tmp_path / "cache" / "a@rot90" / "x_label.tiff").is_file()
+
+
+def test_records_carry_output_hashes_and_a_mixed_up_file_is_redone(images, tmp_path):
+    out = tmp_path / "out"
+    first = run_pseudo_label(make_cfg(), images, out, num_workers=0, progress=False)
+    assert first["done"] == 4
+    latest = Manifest(out / "manifest.jsonl").latest()
+    ids = sorted(latest)
+    assert set(latest[ids[0]]["outputs"]) == {"_label.tiff", "_conf.json", "_ignore.tiff"}
+    good = (out / f"{ids[0]}_ignore.tiff").read_bytes()
+    # a crash or another run left another image's ignore mask under this image's name
+    shutil.copy(out / f"{ids[1]}_ignore.tiff", out / f"{ids[0]}_ignore.tiff")
+    again = run_pseudo_label(make_cfg(), images, out, num_workers=0, progress=False)
+    assert (again["skipped"], again["done"]) == (3, 1)
+    assert (out / f"{ids[0]}_ignore.tiff").read_bytes() == good
