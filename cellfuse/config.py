@@ -86,7 +86,9 @@ def start_work_dir(cfg: Any, work_dir: str | Path) -> Path:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg.work_dir = str(work_dir)
-    cfg.dump(str(work_dir / "config.py"))
+    from cellfuse.durable import dump_config
+
+    dump_config(cfg, work_dir / "config.py")  # atomic: a reader never sees half a config
     return work_dir
 
 

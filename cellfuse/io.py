@@ -17,7 +17,7 @@ import logging
 import os
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ def read_image(
     *,
     region: Region | None = None,
     allow_constant: bool = False,
+    on_non_finite: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Read an image file as a channel-last array.
 
@@ -88,6 +89,15 @@ def read_image(
         allow_constant: return constant images (every pixel equal, e.g. all zero)
             instead of raising. Windows are never rejected for being constant: a
             background window is normal.
+        on_non_finite: called with the message when NaN/inf pixels are replaced (see
+            below); default: a logged warning (once per file for windows).
+
+    A float image with NaN or inf pixels (common after registration or deconvolution) comes
+    back with each of them replaced by its channel's median of the finite pixels (typically
+    background, for bright- and dark-field images alike), with a warning that says how
+    many; an image whose pixels are more than half non-finite is an error. A window is
+    never rejected (a border of a registered image may be all NaN); it is filled the same
+    way from its own finite pixels, or with 0 when it has none.
 
     Returns:
         ``HxWxC`` array (``C`` in 1..5) in the file's dtype (uint8, uint16, int32,
@@ -98,7 +108,7 @@ def read_image(
         ImageReadError: missing, empty, truncated or corrupt file, not an image, or an
             unsupported suffix.
         InvalidImageError: a side shorter than 2 px, more than 5 channels or more than
-            3 dimensions, NaN or inf values, or a constant image (unless allowed).
+            3 dimensions, mostly NaN or inf values, or a constant image (unless allowed).
     """
     path = Path(path)
     _check_file(path)
@@ -106,6 +116,8 @@ def read_image(
         arr = _read_tiff_image(path, region)
     else:
         arr = _read_pil_image(path, region)
+    if arr.dtype.kind == "f":
+        _replace_non_finite(arr, path, window=region is not None, report=on_non_finite)
     _check_values(arr, path, allow_constant=allow_constant or region is not None)
     logger.debug("read %s: %s %s", path, arr.shape, arr.dtype)
     return arr
@@ -355,14 +367,49 @@ def _to_hwc(arr: np.ndarray, axes: tuple[int, int, int | None]) -> np.ndarray:
     return arr
 
 
+# An image with more non-finite pixels than this share is refused (see read_image).
+MAX_NON_FINITE_FRACTION = 0.5
+_warned_windows: set[str] = set()
+
+
+def _replace_non_finite(
+    arr: np.ndarray, path: Path, *, window: bool, report: Callable[[str], None] | None
+) -> None:
+    """Replace NaN/inf pixels of a float ``HxWxC`` array in place (see :func:`read_image`)."""
+    bad = ~np.isfinite(arr)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return
+    n_nan = int(np.isnan(arr).sum())
+    what = " and ".join(f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_bad - n_nan, "inf")) if n)
+    share = n_bad / arr.size
+    if not window and share > MAX_NON_FINITE_FRACTION:
+        raise InvalidImageError(
+            f"{path}: image has {what} pixel values ({share:.0%} of its pixels); at most "
+            f"{MAX_NON_FINITE_FRACTION:.0%} non-finite pixels can be replaced"
+        )
+    for c in range(arr.shape[2]):
+        ch, bad_c = arr[..., c], bad[..., c]
+        if bad_c.any():
+            finite = ch[~bad_c]
+            ch[bad_c] = np.median(finite) if finite.size else 0.0
+    message = (
+        f"{path}: replaced {what} pixel values ({share:.2%}"
+        f"{' of a window' if window else ''}) by the channel's median of the finite pixels"
+    )
+    if report is not None:
+        report(message)
+    elif not window:
+        logger.warning("%s", message)
+    elif str(path) not in _warned_windows:
+        _warned_windows.add(str(path))
+        logger.warning("%s (reported once per file)", message)
+
+
 def _check_values(arr: np.ndarray, path: Path, *, allow_constant: bool) -> None:
     if arr.dtype.kind not in "uif":
         raise InvalidImageError(f"{path}: unsupported pixel type {arr.dtype}")
     lo, hi = arr.min(), arr.max()
-    if arr.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
-        n_nan = int(np.isnan(arr).sum())
-        what = f"{n_nan} NaN" if n_nan else f"{int(np.isinf(arr).sum())} inf"
-        raise InvalidImageError(f"{path}: image has {what} pixel values; expected finite values")
     if lo == hi and not allow_constant:
         value = lo.item()
         raise InvalidImageError(

@@ -22,7 +22,17 @@ from cellfuse.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("teachers", "pseudo", "student", "export", "predict", "submit", "evaluate", "report")
+STAGES = (
+    "check",
+    "teachers",
+    "pseudo",
+    "student",
+    "export",
+    "predict",
+    "submit",
+    "evaluate",
+    "report",
+)
 
 
 def find_test_labels(input_dir: Path) -> Path | None:

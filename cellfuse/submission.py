@@ -184,7 +184,10 @@ def write_submission(
         SubmissionError: listing up to 10 problems (missing mask, wrong shape, duplicate id,
             bad label values, ...); nothing in ``out_dir`` has changed then.
     """
+    from cellfuse.durable import clean_siblings
+
     out_dir = Path(out_dir)
+    clean_siblings(out_dir)  # a swap a crash interrupted is undone; stale temp folders go
     if out_dir.exists() and not out_dir.is_dir():
         raise SubmissionError(f"{out_dir}: exists and is not a folder")
     problems: list[str] = []
@@ -260,18 +263,17 @@ def _new_sibling(out_dir: Path, tag: str) -> Path:
 def _swap_in(new: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``new``; the old folder is renamed away first and deleted last.
 
-    A crash between the two renames leaves the old submission whole in ``out_dir.old-XXXX``.
+    On Linux the two folders are exchanged atomically (``renameat2``); elsewhere a crash
+    between the two renames leaves the old submission whole in ``out_dir.old-XXXX``, which
+    the next :func:`write_submission` restores (:func:`cellfuse.durable.recover_swap`).
     """
-    old = None
-    if out_dir.exists():
-        old = _new_sibling(out_dir, "old")
-        os.replace(out_dir, old)
-    try:
-        os.replace(new, out_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
+    from cellfuse.durable import swap_dirs
+
+    old = _new_sibling(out_dir, "old") if out_dir.exists() else None
+    if old is not None:
+        old.rmdir()  # only its unique name is needed
+    # one atomic exchange on Linux (out_dir never missing); else two renames (recover_swap)
+    old = swap_dirs(new, out_dir, old or new)
     if old is not None:
         # Carry over what is not ours (an eval/ folder, notes); paths the csv names were rewritten.
         for entry in old.iterdir():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cellfuse.errors import ConfigError
 from cellfuse.manifest import MANIFEST, OUTPUT_SUFFIXES, Manifest
+from ensemble.outputs import outputs_match
 from ensemble.teacher_specs import file_sha1
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ def plan_jobs(
     """Jobs still to do, and how many images are skipped as already done.
 
     An image is skipped when its latest manifest entry has the same input SHA-1 and config
-    hash and either succeeded (and its outputs exist) or failed on unreadable input.
+    hash and either succeeded (and its outputs exist with the hashes the entry recorded) or
+    failed on unreadable input.
     """
     from cellfuse.layout import image_id
 
@@ -40,7 +42,8 @@ def plan_jobs(
             sha1 = f"unreadable: {exc}"
         prev = latest.get(iid)
         if prev and prev.get("sha1") == sha1 and prev.get("config_hash") == chash:
-            if (prev.get("status") == "ok" and outputs_exist(out_dir, iid)) or prev.get(
+            ok = prev.get("status") == "ok"
+            if (ok and outputs_match(out_dir, iid, prev.get("outputs"))) or prev.get(
                 "error_kind"
             ) == "input":
                 skipped += 1

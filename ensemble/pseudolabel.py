@@ -87,6 +87,8 @@ class RunOptions:
             repository is added to the workers' PYTHONPATH unless it sets one.
         custom_teachers: extra teacher types, ``type -> "module:Class"``.
         replace_dead_workers: fresh actors created when a worker's restarts are spent.
+        poll_seconds: the driver checks that its Ray node is alive at least this often
+            (:mod:`ensemble.liveness`); a lost node stops the run with a clear error.
     """
 
     num_workers: int | None = 2
@@ -98,6 +100,7 @@ class RunOptions:
     runtime_env: dict | None = None
     custom_teachers: dict | None = None
     replace_dead_workers: int = 2
+    poll_seconds: float = 5.0
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> RunOptions:
@@ -235,6 +238,7 @@ class _Tally:
             "error_kind": result.get("error_kind"),
             "n_cells": result.get("n_cells", 0),
             "stats": result.get("stats"),
+            "outputs": result.get("outputs"),
             "seconds": result.get("seconds"),
             "node": result.get("node"),
             "attempts": attempts,
@@ -313,17 +317,23 @@ def _run_ray(
     actor_cls = ray.remote(
         num_cpus=1, max_restarts=opts.max_restarts, max_task_retries=opts.max_task_retries
     )(PseudoLabeler)
+    from ensemble.liveness import NodeWatch, shutdown_bounded
+
+    watch = NodeWatch(ray, owns=owns, poll=opts.poll_seconds)
     n_workers = opts.num_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
     n_workers = min(n_workers, len(jobs))
     actors = [actor_cls.remote(**worker_kwargs) for _ in range(n_workers)]
     try:
-        _dispatch(ray, actor_cls, actors, jobs, worker_kwargs, opts, tally, t_start)
+        _dispatch(ray, actor_cls, actors, jobs, worker_kwargs, opts, tally, t_start, watch)
         return n_workers
     finally:
         for a in actors:
-            ray.kill(a)
+            try:
+                ray.kill(a)
+            except Exception as exc:  # noqa: BLE001 - a lost node's actors are gone anyway
+                logger.debug("ray.kill: %s", exc)
         if owns:
-            ray.shutdown()
+            shutdown_bounded(ray)
 
 
 def _dispatch(
@@ -335,13 +345,16 @@ def _dispatch(
     opts: RunOptions,
     tally: _Tally,
     t_start: float,
+    watch,
 ) -> None:
-    """The ``ray.wait`` loop: one image in flight per worker; retries; dead-worker replacement."""
+    """The ``ray.wait`` loop: one image in flight per worker; retries; dead-worker replacement.
+    Every wait is bounded and the node's liveness checked (``watch``, a
+    :class:`~ensemble.liveness.NodeWatch`): a lost node raises NodeLostError, never hangs."""
     from ray.exceptions import RayActorError
 
     # Wait for every worker to load its teachers, so the throughput excludes start-up.
     try:
-        nodes = ray.get([a.ping.remote() for a in actors])
+        nodes = watch.get_all([a.ping.remote() for a in actors])
     except RayActorError as exc:  # a teacher failed to load: the same on every worker
         raise CellfuseError(f"pseudo-label workers failed to start: {_error_text(exc)}") from exc
     tally.startup_seconds = time.perf_counter() - t_start
@@ -363,7 +376,7 @@ def _dispatch(
             inflight[actor.process.remote(job)] = (actor, job)
         if not inflight:
             break
-        ready, _ = ray.wait(list(inflight), num_returns=1)
+        ready = watch.wait(list(inflight))
         for ref in ready:
             actor, job = inflight.pop(ref)
             try:
@@ -371,6 +384,7 @@ def _dispatch(
             except RayActorError as exc:  # incl. ActorDiedError: its restarts are spent
                 error = _error_text(exc)
                 logger.warning("worker died on %s (restarts spent): %s", job["id"], error)
+                watch.check()  # a lost node: stop now, not after replacements that never start
                 actors.remove(actor)
                 if replacements > 0:
                     replacements -= 1

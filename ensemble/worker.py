@@ -144,8 +144,11 @@ class PseudoLabeler:
             }
         res = self.fuse(self.predict_teachers(image, job["id"], job["sha1"]))
         self._write(job["id"], job["config_hash"], res)
+        from ensemble.outputs import output_hashes
+
         return {
             **out,
+            "outputs": output_hashes(self.out_dir, job["id"]),  # ties the files to the record
             "n_cells": res.instances.n,
             "stats": res.stats,
             "ignore_fraction": round(float(res.ignore.mean()), 4),

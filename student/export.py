@@ -149,9 +149,11 @@ def export_program(net: Any, path: str | Path, size: int = 256) -> Path:
 def write_sidecar(onnx_path: str | Path, net: Any, meta: dict[str, Any], exporter: str) -> Path:
     """Everything besides the network that inference needs, as JSON next to the ONNX file."""
     from cellfuse.flow_instances import FLOW_SCALE, PostProcess
+    from student.export_guard import file_sha256
 
     side = dict(
         format_version=SIDECAR_VERSION,
+        onnx_sha256=file_sha256(onnx_path),
         variant=meta.get("variant"),
         net=net.config(),
         stride=int(net.stride),
@@ -255,9 +257,13 @@ def export_student(
     exporter: str = "auto",
     program: bool = True,
     check_images: list[np.ndarray] | None = None,
+    max_abs: float | None = None,
+    min_f1: float | None = None,
 ) -> dict[str, Any]:
     """Export a trained student checkpoint to ``out_dir``: ONNX + sidecar (+ ``.pt2``), and
-    check parity.
+    check parity: beyond ``max_abs`` / ``min_f1`` (default
+    :data:`student.export_guard.PARITY_MAX_ABS` / ``PARITY_MIN_F1``) the export fails with
+    :class:`student.export_guard.ParityError` (the report is still written).
 
     Returns:
         ``{"onnx", "sidecar", "pt2", "exporter", "seconds", "parity"}`` (also written to
@@ -277,7 +283,19 @@ def export_student(
         result["pt2"] = str(export_program(net, out / f"{name}.pt2"))
     result["seconds"] = round(time.time() - t0, 2)
     result["parity"] = parity(net, onnx_path, check_images)
-    atomic_write_text(out / f"{name}_export.json", json.dumps(result, indent=2) + "\n")
+    from student import export_guard as guard
+
+    tol = dict(
+        max_abs=guard.PARITY_MAX_ABS if max_abs is None else max_abs,
+        min_f1=guard.PARITY_MIN_F1 if min_f1 is None else min_f1,
+    )
+    result["parity"]["tolerance"] = tol
+    try:
+        guard.check_parity(result["parity"], **tol, where=str(onnx_path))
+        result["parity"]["ok"] = True
+    finally:
+        result["parity"].setdefault("ok", False)
+        atomic_write_text(out / f"{name}_export.json", json.dumps(result, indent=2) + "\n")
     log.info("exported %s -> %s (%s)", checkpoint, onnx_path, used)
     return result
 

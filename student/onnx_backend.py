@@ -72,6 +72,9 @@ def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: sidecar format {side.get('format_version')}, expected {SIDECAR_VERSION}"
         )
+    from student.export_guard import verify_onnx_hash
+
+    verify_onnx_hash(side, onnx_path, path)  # the sidecar belongs to this very ONNX file
     return side
 
 

@@ -33,3 +33,42 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     fg = a > 0
     pairs = np.unique(np.stack([a[fg], b[fg]]), axis=1)
     return pairs.shape[1] == len(np.unique(a[fg])) == len(np.unique(b[fg]))
+
+
+def tiny_student_checkpoint(path):
+    """A flow_xs student checkpoint with random weights (seed 0), as training saves one."""
+    import torch
+
+    from student.model import VARIANTS, StudentNet
+
+    torch.manual_seed(0)
+    net = StudentNet(**VARIANTS["flow_xs"])
+    with torch.no_grad():
+        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
+    torch.save(
+        dict(
+            state_dict=net.state_dict(),
+            net=net.config(),
+            variant="flow_xs",
+            nominal_diameter=17.0,
+            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
+            predictor=dict(tile=256, overlap=48, diameter=17.0),
+            metrics={"f1_50": 0.0},
+        ),
+        path,
+    )
+    return path
+
+
+def two_teacher_config(teacher: dict, custom_teachers: dict, **pseudo) -> dict:
+    """A pseudo-label config of two variants of ``teacher`` (sigma 1 weight 1, sigma 2 weight
+    0.5), fused at hi=0.6, with 2 Ray workers; ``pseudo`` overrides the run options."""
+    opts = dict(num_workers=2, retries=1, max_restarts=2, max_task_retries=2)
+    return dict(
+        teachers=[
+            dict(name="a", cfg=teacher, checkpoint=None, weight=1.0),
+            dict(name="b", cfg={**teacher, "sigma": 2.0}, checkpoint=None, weight=0.5),
+        ],
+        fusion=dict(hi=0.6),
+        pseudo=dict(opts, custom_teachers=custom_teachers, **pseudo),
+    )

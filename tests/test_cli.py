@@ -62,4 +62,4 @@ def test_installed_layout_finds_the_shipped_configs(tmp_path, monkeypatch):
 
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--input", str(tmp_path / "nope"), "--work", str(tmp_path / "w")]) == 2
-    assert "no train/images folder" in capsys.readouterr().err
+    assert "nope: input folder does not exist" in capsys.readouterr().err

@@ -1,11 +1,14 @@
 """Student export: ONNX (dynamic shapes) + sidecar, torch.export program, parity."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import onnxruntime  # noqa: E402, F401 - required: a missing onnxruntime fails here, never skips
 import pytest
 import torch
 from conftest import DEMO
+from helpers import tiny_student_checkpoint
 
 from cellfuse.errors import ConfigError
 from cellfuse.io import read_image
@@ -17,33 +20,15 @@ from student.export import (
     export_student,
     read_sidecar,
 )
-from student.model import VARIANTS, StudentNet
+from student.export_guard import ParityError
+from student.model import StudentNet
 from student.predictor import StudentPredictor
-
-pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
 def trained_like_checkpoint(tmp_path_factory):
-    """A flow_xs checkpoint with random weights whose outputs produce some cells."""
-    torch.manual_seed(0)
-    net = StudentNet(**VARIANTS["flow_xs"])
-    with torch.no_grad():
-        net.head[-1].bias[0] = 0.5  # push some pixels over the probability threshold
-    path = tmp_path_factory.mktemp("ck") / "best.pth"
-    torch.save(
-        dict(
-            state_dict=net.state_dict(),
-            net=net.config(),
-            variant="flow_xs",
-            nominal_diameter=17.0,
-            postprocess=dict(prob_threshold=0.5, min_size=4, flow_threshold=None),
-            predictor=dict(tile=256, overlap=48, diameter=17.0),
-            metrics={"f1_50": 0.0},
-        ),
-        path,
-    )
-    return path
+    """A flow_xs checkpoint with random weights."""
+    return tiny_student_checkpoint(tmp_path_factory.mktemp("ck") / "best.pth")
 
 
 def test_export_student_parity_and_sidecar(trained_like_checkpoint, tmp_path):
@@ -67,7 +52,11 @@ def test_export_student_parity_and_sidecar(trained_like_checkpoint, tmp_path):
     assert isinstance(auto_pred.backend, OnnxBackend)  # onnxruntime on CPU
     a, b = torch_pred.predict(images[0]), onnx_pred.predict(images[0])
     assert a.labels.shape == images[0].shape[:2]
-    assert np.mean(a.labels == b.labels) > 0.999
+    # This random network finds no cells on a real image, so label agreement alone proves
+    # nothing (the old 99.9 % pixel agreement was met by background); parity stands on the
+    # raw outputs over every pixel (max_abs above) and on the tolerance export enforces.
+    assert np.array_equal(a.labels, b.labels)
+    assert res["parity"]["ok"] and res["parity"]["tolerance"]["max_abs"] == 1e-3
     assert np.array_equal(auto_pred.predict(images[0]).labels, b.labels)
 
 
@@ -99,3 +88,27 @@ def test_torch_export_program_round_trip(tmp_path):
     x = torch.rand(3, 3, 48, 80)  # another batch size and shape than the example
     with torch.inference_mode():
         assert torch.allclose(prog(x), net(x), atol=1e-4)
+
+
+def test_sidecar_is_tied_to_its_onnx_and_parity_is_enforced(trained_like_checkpoint, tmp_path):
+    res = export_student(trained_like_checkpoint, tmp_path / "a", program=False)
+    other = export_student(
+        trained_like_checkpoint, tmp_path / "b", program=False, exporter="torchscript"
+    )
+    # an ONNX file from another export (or torn between the two writes) is refused
+    (tmp_path / "a" / "student.onnx").write_bytes(Path(other["onnx"]).read_bytes() + b"x")
+    with pytest.raises(ConfigError, match="does not match its sidecar student.json"):
+        read_sidecar(res["onnx"])
+    # beyond the stated tolerance the export fails (the report says so)
+    images = [read_image(p) for p in list_images(DEMO / "test" / "images")[:1]]
+    with pytest.raises(ParityError, match="beyond the tolerance"):
+        export_student(
+            trained_like_checkpoint,
+            tmp_path / "c",
+            program=False,
+            check_images=images,
+            max_abs=0.0,
+            min_f1=1.01,
+        )
+    report = json.loads((tmp_path / "c" / "student_export.json").read_text())["parity"]
+    assert report["ok"] is False and report["tolerance"] == {"max_abs": 0.0, "min_f1": 1.01}

@@ -410,14 +410,50 @@ def test_constant_image(tmp_path, value, suffix):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_float_image(tmp_path, bad):
+def test_a_few_non_finite_pixels_are_replaced_with_a_warning(tmp_path, bad, caplog):
     data = _random((H, W), np.float32)
-    data[3, 4] = bad
+    data[3, 4] = data[10, 11] = bad
     path = _write_tif(tmp_path / "nonfinite.tif", data)
+    with caplog.at_level("WARNING", logger="cellfuse.io"):
+        img = read_image(path)
+    assert np.isfinite(img).all()
+    assert (
+        img[3, 4, 0]
+        == img[10, 11, 0]
+        == np.median(np.delete(data.ravel(), [3 * W + 4, 10 * W + 11]))
+    )
+    np.testing.assert_array_equal(
+        np.delete(img.ravel(), [3 * W + 4, 10 * W + 11]),
+        np.delete(data.ravel(), [3 * W + 4, 10 * W + 11]),
+    )
+    kind = "NaN" if np.isnan(bad) else "inf"
+    assert f"nonfinite.tif: replaced 2 {kind} pixel values" in caplog.text
+    seen = []
+    read_image(path, on_non_finite=seen.append)
+    assert len(seen) == 1 and f"2 {kind}" in seen[0]
+
+
+def test_a_mostly_non_finite_image_is_an_error_but_a_window_is_filled(tmp_path):
+    data = _random((H, W), np.float32)
+    data[:, : W // 2 + 2] = np.nan
+    data[0, -1] = np.inf
+    path = _write_tif(tmp_path / "mostly_nan.tif", data)
     with pytest.raises(InvalidImageError) as info:
         read_image(path)
-    assert "nonfinite.tif" in str(info.value)
-    assert ("NaN" if np.isnan(bad) else "inf") in str(info.value)
+    message = str(info.value)
+    assert "mostly_nan.tif" in message and "NaN and 1 inf" in message and "at most 50%" in message
+    window = read_image(path, region=(slice(0, 8), slice(0, 8)))  # all NaN: filled with 0
+    assert (window == 0).all()
+
+
+def test_non_finite_pixels_are_filled_per_channel(tmp_path):
+    data = np.stack([np.full((H, W), 1.0), np.arange(H * W).reshape(H, W)], -1).astype(np.float32)
+    data[5, 5, :] = np.nan
+    path = _write_tif(tmp_path / "two.tif", data, photometric="minisblack", planarconfig="contig")
+    img = read_image(path)
+    assert img[5, 5, 0] == 1.0 and img[5, 5, 1] == np.median(
+        np.delete(data[..., 1].ravel(), 5 * W + 5)
+    )
 
 
 # --------------------------------------------------------------------------- to_rgb / normalize

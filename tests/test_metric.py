@@ -183,8 +183,15 @@ def test_inputs_validated_and_instances_accepted():
 # --------------------------------------------------------------------------- ROI mode
 
 
-def test_roi_rule_constants():
-    assert (ROI_SIZE, ROI_MIN_PIXELS) == (2000, 25_000_000)
+@pytest.mark.parametrize("h, rois", [(5000, 9), (4999, 1)])
+def test_roi_rule_switches_at_25_mpx_with_the_default_arguments(h, rois):
+    # the challenge rule, through evaluate_image's defaults: 5000x5000 (25 Mpx) is scored in
+    # 2000 px ROIs (padded to 3x3), one row less as one image
+    truth = np.zeros((h, 5000), np.uint8)
+    box(truth, 1990, 2010, 100, 120, 1)  # crosses the ROI edge y = 2000: dropped in ROI mode
+    res = evaluate_image(truth, truth.copy(), (0.5,))
+    assert res["rois"] == rois and (ROI_SIZE, ROI_MIN_PIXELS) == (2000, 5000 * 5000)
+    assert res["n_true"] == (0 if rois == 9 else 1)
 
 
 def test_large_image_is_scored_in_2000px_rois():

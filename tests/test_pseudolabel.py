@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import ray
 from conftest import SHARED_DATA
+from helpers import two_teacher_config
 
 from cellfuse.io import read_image, read_labels
 from ensemble.pseudolabel import Manifest, read_val_f1, run_pseudo_label
@@ -60,16 +61,7 @@ def pixel_digest(image: np.ndarray) -> str:
 
 def make_cfg(teacher_type="classical", **teacher_kwargs):
     teacher = dict(type=teacher_type, sigma=1.0, min_distance=7, **teacher_kwargs)
-    return dict(
-        teachers=[
-            dict(name="a", cfg=teacher, checkpoint=None, weight=1.0),
-            dict(name="b", cfg={**teacher, "sigma": 2.0}, checkpoint=None, weight=0.5),
-        ],
-        fusion=dict(hi=0.6),
-        pseudo=dict(
-            num_workers=2, retries=1, max_restarts=2, max_task_retries=2, custom_teachers=PLUGIN
-        ),
-    )
+    return two_teacher_config(teacher, PLUGIN)
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +205,15 @@ def test_killed_worker_is_replaced_and_its_image_rerun(ray_session, images, tmp_
     # same labels as an undisturbed serial run
     ref = run_pseudo_label(make_cfg(), images, tmp_path / "ref", num_workers=0, progress=False)
     assert ref["done"] == 4
-    a, b = outputs(out), outputs(tmp_path / "ref")
-    np.testing.assert_array_equal(a[victim.stem][0], b[victim.stem][0])
+    # byte-identical labels and ignore masks, the same confidences, for every image
+    for p in images.glob("*.png"):
+        for sfx in ("_label.tiff", "_ignore.tiff"):
+            name = p.stem + sfx
+            assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+        conf = [
+            json.loads((d / f"{p.stem}_conf.json").read_text()) for d in (out, tmp_path / "ref")
+        ]
+        assert conf[0]["scores"] == conf[1]["scores"] and conf[0]["stats"] == conf[1]["stats"]
 
 
 def test_weight_from_val_f1_beside_the_checkpoint(tmp_path):
@@ -411,3 +410,18 @@ def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
         want_labels = want.labels if s.view is None else from_view(want.labels, s.view)
         assert np.array_equal(p.labels, want_labels) and p.shape == image.shape[:2]
     assert (tmp_path / "cache" / "a@rot90" / "x_label.tiff").is_file()
+
+
+def test_records_carry_output_hashes_and_a_mixed_up_file_is_redone(images, tmp_path):
+    out = tmp_path / "out"
+    first = run_pseudo_label(make_cfg(), images, out, num_workers=0, progress=False)
+    assert first["done"] == 4
+    latest = Manifest(out / "manifest.jsonl").latest()
+    ids = sorted(latest)
+    assert set(latest[ids[0]]["outputs"]) == {"_label.tiff", "_conf.json", "_ignore.tiff"}
+    good = (out / f"{ids[0]}_ignore.tiff").read_bytes()
+    # a crash or another run left another image's ignore mask under this image's name
+    shutil.copy(out / f"{ids[1]}_ignore.tiff", out / f"{ids[0]}_ignore.tiff")
+    again = run_pseudo_label(make_cfg(), images, out, num_workers=0, progress=False)
+    assert (again["skipped"], again["done"]) == (3, 1)
+    assert (out / f"{ids[0]}_ignore.tiff").read_bytes() == good

@@ -338,4 +338,10 @@ def test_distill_tool_config_inheritance():
     cfg = load_config("configs/student/distill_cpu.py", {"student.pseudo": None})
     assert cfg.student.pseudo is None
     assert load_config("configs/student/distill_demo.py").data.root == "data/demo"
-    assert same_partition(np.ones((2, 2), np.uint8), np.ones((2, 2), np.uint8))
+
+
+def test_same_partition_helper_can_fail():
+    a = np.array([[1, 1, 0], [2, 2, 0], [0, 3, 3]], np.uint16)
+    assert same_partition(a, np.where(a > 0, 10 - a, 0))  # ids renamed: same cells
+    assert not same_partition(a, np.where(a == 2, 1, a))  # two cells merged
+    assert not same_partition(a, np.where(a == 3, 0, a))  # a cell missing

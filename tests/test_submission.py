@@ -236,6 +236,10 @@ def test_crash_during_swap_restores_the_old_folder(case, monkeypatch):
             raise OSError("disk full")
         return real_replace(src, dst)
 
+    import cellfuse.durable
+
+    # where renameat2 cannot exchange the folders: two renames, the second one fails
+    monkeypatch.setattr(cellfuse.durable, "exchange", lambda a, b: False)
     monkeypatch.setattr(sub.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_submission(case.pred_dir, case.test_dir, case.out)
@@ -256,11 +260,47 @@ def test_rewrite_replaces_the_old_submission(case):
 def test_cli(case, capsys):
     args = ["submit", str(case.pred_dir), str(case.test_dir), str(case.out)]
     assert main(args) == 0
-    assert main(["check", str(case.out), "--test-images", str(case.test_dir)]) == 0
+    assert main(["check", "--submission", str(case.out), "--test-images", str(case.test_dir)]) == 0
     assert "valid" in capsys.readouterr().out
     (case.out / "predictions" / "img_a_label.tiff").unlink()
-    assert main(["check", str(case.out)]) == 1
+    assert main(["check", "--submission", str(case.out)]) == 1
     assert "img_a: mask predictions/img_a_label.tiff does not exist" in capsys.readouterr().out
     (case.pred_dir / "img_a_label.tiff").unlink()
     assert main(args) == 2  # a CellfuseError: reported, exit 2
     assert main(["submit", str(case.pred_dir)]) == 2  # usage error
+
+
+def test_swap_has_no_window_and_a_killed_swap_is_recovered(case, monkeypatch):
+    import cellfuse.durable
+
+    write_submission(case.pred_dir, case.test_dir, case.out)
+    before = snapshot(case.out)
+    real_replace, seen = os.replace, []
+
+    def watching_replace(src, dst):  # the submission folder exists at every rename
+        seen.append(case.out.is_dir())
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(sub.os, "replace", watching_replace)
+    write_submission(case.pred_dir, case.test_dir, case.out)
+    assert seen and all(seen) and snapshot(case.out) == before
+    monkeypatch.undo()
+    # without renameat2, a kill between the two renames leaves only <out>.old-XXXXXXXX ...
+    monkeypatch.setattr(cellfuse.durable, "exchange", lambda a, b: False)
+
+    def killed(src, dst):
+        if Path(dst) == case.out:
+            raise KeyboardInterrupt("killed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(sub.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cellfuse.durable.swap_dirs(
+            case.root / "new", case.out, case.root / "submission.old-0123abcd"
+        )
+    monkeypatch.undo()
+    assert not case.out.exists() and (case.root / "submission.old-0123abcd").is_dir()
+    (case.root / "submission.tmp-89abcdef").mkdir()  # and a half-built one
+    # ... which the next run restores before anything else, and cleans up
+    assert cellfuse.durable.clean_stale(case.root) == [case.root / "submission.tmp-89abcdef"]
+    assert snapshot(case.out) == before and no_temp_dirs(case.root)

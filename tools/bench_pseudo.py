@@ -142,4 +142,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

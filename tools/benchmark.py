@@ -149,7 +149,9 @@ def part_speed(view: Path, work: Path, profile: str, n: int, threads: int) -> di
     student = students[choose_student(students)]  # the one the pipeline ships
     cfg = ensemble_config(r, teachers)
     cfg_path = work / "ensemble_config.py"
-    cfg.dump(str(cfg_path))
+    from cellfuse.durable import dump_config
+
+    dump_config(cfg, cfg_path)
     samples = list_samples(view / "test", require_labels=False)
     step = max(1, len(samples) // n)
     return compare_speed(
@@ -331,4 +333,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

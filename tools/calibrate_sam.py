@@ -11,6 +11,7 @@ ground-truth cells as prompts on the config's *training* images (never val), the
 
 import argparse
 import logging
+import sys
 
 from cellfuse.config import load_config
 from cellfuse.splits import resolve_splits
@@ -39,4 +40,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

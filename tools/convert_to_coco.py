@@ -8,6 +8,7 @@ Only for tools that need COCO files: cellfuse's Mask R-CNN reads the layout dire
 import argparse
 import json
 import logging
+import sys
 
 from cellfuse.io import atomic_write
 from cellfuse.layout import list_samples
@@ -29,4 +30,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

@@ -42,4 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cellfuse.entry import run_tool
+
+    raise SystemExit(run_tool(main))

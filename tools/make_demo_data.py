@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,12 @@ def pick(src: Path, counts: tuple[int, ...], rng: np.random.Generator) -> list[P
     return chosen
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--src", type=Path, default=Path("../shared/data/dsb2018"))
     ap.add_argument("--out", type=Path, default=Path("data/demo"))
     ap.add_argument("--seed", type=int, default=2026)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     for split, (src_split, counts) in PLAN.items():
         files = pick(args.src / src_split, counts, rng)
@@ -67,4 +68,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

@@ -7,6 +7,7 @@ Med-MLE-bench input folder for ``cellfuse run`` with its ids in ``split.json``.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from cellfuse.scarce import DEFAULT_NS, make_inputs
@@ -27,4 +28,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cellfuse.entry import run_tool
+
+    sys.exit(run_tool(main))

@@ -9,10 +9,12 @@ its arguments, sets up logging once and calls one library function.
     cellfuse predict (--onnx MODEL | --checkpoint CKPT) --input P --out DIR  student.predictor
     cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
     cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
-    cellfuse check SUBMISSION_DIR [--test-images DIR]                        cellfuse.submission
+    cellfuse check INPUT [--work DIR] [--threads N] [--json OUT]             cellfuse.check
+    cellfuse check --submission OUT_DIR [--test-images DIR]                  cellfuse.submission
 
 Every config-driven command takes ``--cfg-options k=v ...`` (dotted keys, values parsed as
-Python literals). ``cellfuse COMMAND --help`` describes each.
+Python literals). ``cellfuse COMMAND --help`` describes each. Any error is one line
+(``error: <file>: <what>``, exit 2); ``--debug`` (or ``CELLFUSE_DEBUG=1``) adds the traceback.
 """
 
 from __future__ import annotations
@@ -165,10 +167,21 @@ def _output_formats(text: str) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from cellfuse.errors import LayoutError
     from cellfuse.layout import list_images
-    from student.predictor import StudentPredictor, predict_files
+    from student.batch import model_key, predict_files
+    from student.predictor import StudentPredictor
 
     setup_logging()
+    src = Path(args.input)
+    if src.is_file():
+        files = [src]
+    elif src.is_dir():
+        files = list_images(src / "images" if (src / "images").is_dir() else src)
+        if not files:
+            raise LayoutError(f"{src}: no image files to predict")
+    else:
+        raise LayoutError(f"{src}: no such file or folder")
     overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.checkpoint:
@@ -181,16 +194,20 @@ def _predict(args: argparse.Namespace) -> int:
         )
     else:
         pred = StudentPredictor.from_onnx(args.onnx, threads=args.threads, **overrides)
-    src = Path(args.input)
-    if src.is_file():
-        files = [src]
-    else:
-        files = list_images(src / "images" if (src / "images").is_dir() else src)
+    key = model_key(args.checkpoint or args.onnx, {**overrides, "backend": args.backend})
     summary = predict_files(
-        pred, files, Path(args.out), progress=not args.no_progress, outputs=args.outputs
+        pred,
+        files,
+        args.out,
+        key=key,
+        progress=False,
+        tile_progress=not args.no_progress,
+        outputs=args.outputs,
     )
-    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
-    return 0
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "failures")}))
+    for error in summary["failures"].values():
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -228,20 +245,39 @@ def _suggest(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.submission is None:
+        return _check_input(args)
     from cellfuse.submission import check_submission
 
     setup_logging()
     try:
         problems = check_submission(
-            args.submission_dir, args.test_images, sample_submission=args.sample_submission
+            args.submission, args.test_images, sample_submission=args.sample_submission
         )
     except CellfuseError as e:
         problems = [str(e)]
     for p in problems:
         print(p)
     verdict = f"INVALID, {len(problems)} problem(s)" if problems else "valid"
-    print(f"{args.submission_dir}: {verdict}")
+    print(f"{args.submission}: {verdict}")
     return 1 if problems else 0
+
+
+def _check_input(args: argparse.Namespace) -> int:
+    from cellfuse.check import check_input
+
+    if args.input is None:
+        raise CellfuseError("cellfuse check: give an INPUT folder or --submission OUT_DIR")
+    setup_logging()
+    report = check_input(args.input, args.work, threads=args.threads)
+    for p in report.problems:
+        print(p.line, file=sys.stderr)
+    if args.json:
+        from cellfuse.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report.as_dict(), indent=2) + "\n")
+    print(report.summary())
+    return 2 if report.errors else 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -340,18 +376,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_suggest)
 
-    p = sub.add_parser("check", help="check a submission folder (exit 1 when invalid)")
-    p.add_argument("submission_dir", metavar="SUBMISSION_DIR", type=Path)
-    p.add_argument("--test-images", type=Path, metavar="DIR")
+    p = sub.add_parser(
+        "check",
+        help="check an input folder before a run (exit 2 on any problem), or a submission "
+        "folder with --submission (exit 1 when invalid)",
+    )
+    p.add_argument(
+        "input", metavar="INPUT", type=Path, nargs="?", help="Med-MLE-bench layout folder"
+    )
+    p.add_argument("--work", type=Path, help="work folder of the run (free-space check)")
+    p.add_argument("--threads", type=int, help="reader threads")
+    p.add_argument("--json", type=Path, help="also write the input report here")
+    p.add_argument(
+        "--submission", type=Path, metavar="OUT_DIR", help="check this submission folder"
+    )
+    p.add_argument("--test-images", type=Path, metavar="DIR", help="with --submission")
     p.add_argument("--sample-submission", type=Path, metavar="CSV")
     p.set_defaults(func=_check)
     return ap
 
 
+def _log_to_files(exc: BaseException) -> None:
+    """Record ``exc`` in the log files (``run``'s ``logs/run.log``) only: stderr gets the one
+    line of :func:`cellfuse.entry.report`."""
+    rec = log.makeRecord(
+        log.name, logging.ERROR, __file__, 0, "%s: %s", (type(exc).__name__, exc), None
+    )
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(rec)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellfuse`` script; returns the exit status."""
+    from cellfuse.entry import pop_debug
+    from cellfuse.entry import report as report_error
+
     ap = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, debug = pop_debug(argv)  # --debug anywhere: tracebacks (else one line per error)
     if not argv:
         ap.print_help()
         return 2
@@ -365,10 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     try:
         return args.func(args)
-    except CellfuseError as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - one line on stderr, exit 2 (130 for Ctrl-C)
+        _log_to_files(e)
+        return report_error(e, debug)
     finally:
         log.debug("%s took %.1f s", args.command, time.time() - t0)
 

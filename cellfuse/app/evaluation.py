@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cellfuse.errors import LayoutError
 from cellfuse.stages import Run
 
 
@@ -38,7 +39,10 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
             for p in list_images(run.input_dir / "test" / "images"):
                 image = read_image(p, allow_constant=True)
                 mod = modality(image)
-                t = read_labels(find_label(truth, image_id(p)))
+                truth_file = find_label(truth, image_id(p))
+                if truth_file is None:
+                    raise LayoutError(f"{p}: no label file in {truth} for the evaluation")
+                t = read_labels(truth_file, shape=image.shape[:2])
                 mpx += image.shape[0] * image.shape[1] / 1e6
                 took: dict[str, float] = {}
                 preds = dict(

@@ -1,6 +1,6 @@
 """The main job: an input folder (Med-MLE-bench layout) -> submission + report.
 
-    teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
+    check -> teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
 
 Each stage records what it was computed from (configs, input files, upstream results) in
 ``work/stages/<stage>.json``; a re-run skips a stage whose record matches and re-runs it
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from cellfuse.app.evaluation import evaluate, make_report
 from cellfuse.config import config_text, load_config, profile_path
-from cellfuse.errors import LayoutError
+from cellfuse.durable import dump_config
+from cellfuse.errors import CellfuseError, LayoutError
 from cellfuse.stages import Run, find_test_labels, folder_signature
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
 
             cfg_file = work / "stage_config.py"
             work.mkdir(parents=True, exist_ok=True)
-            cfg.dump(str(cfg_file))
+            dump_config(cfg, cfg_file)
             log.info("%s: training in a child process, log %s", work.name, work / "train.log")
             run_in_child(
                 "student.distill:distill_file",
@@ -222,20 +223,28 @@ def export_student(run: Run, students: dict) -> dict:
             students["student"].get("val_metrics", {}).get("f1_50", float("nan")),
         )
     rec = students[name]
-    return run.stage(
-        "export",
-        [rec["key"]],
-        lambda: (
-            export(rec["checkpoint"], run.work_dir / "export", name="student") | {"student": name}
-        ),
-    )
+
+    def fn() -> dict:
+        from cellfuse.io import read_image
+        from cellfuse.layout import list_images
+
+        # parity on real images (the first 3 test images; their labels are never read)
+        checks = [
+            read_image(p, allow_constant=True)
+            for p in list_images(run.input_dir / "test" / "images")[:3]
+        ]
+        out = export(
+            rec["checkpoint"], run.work_dir / "export", name="student", check_images=checks
+        )
+        return out | {"student": name}
+
+    return run.stage("export", [rec["key"]], fn)
 
 
 def predict_test(run: Run, exported: dict) -> dict:
     """Predict every test image with the exported ONNX model (no training code involved)."""
-    from tqdm.auto import tqdm
-
-    from cellfuse.layout import image_id, list_images
+    from cellfuse.layout import list_images
+    from student.batch import model_key, predict_files
     from student.predictor import StudentPredictor
 
     images = list_images(run.input_dir / "test" / "images")
@@ -243,13 +252,12 @@ def predict_test(run: Run, exported: dict) -> dict:
     key = [exported["key"], [(p.name, p.stat().st_size) for p in images]]
 
     def fn() -> dict:
+        # per image: a failure is recorded and the others go on; a killed run resumes per image
         pred = StudentPredictor.from_onnx(exported["onnx"])
-        out_dir.mkdir(parents=True, exist_ok=True)
-        t0, mpx = time.time(), 0.0
-        for p in tqdm(images, desc="predict", unit="img"):
-            info = pred.predict_file(p, out_dir / f"{image_id(p)}_label.tiff", progress=False)
-            mpx += info["shape"][0] * info["shape"][1] / 1e6
-        return {"images": len(images), "s_per_mpx": round((time.time() - t0) / max(mpx, 1e-9), 3)}
+        res = predict_files(pred, images, out_dir, key=model_key(exported["onnx"]), progress=True)
+        if res["failed"]:  # a submission needs every test image (check refuses bad ones first)
+            raise CellfuseError("\n".join(f"error: {e}" for e in res["failures"].values())[7:])
+        return {"images": len(images), "s_per_mpx": res["s_per_mpx"]}
 
     return run.stage("predict", key, fn)
 
@@ -283,13 +291,15 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
+    from cellfuse.check import check_stage
+    from cellfuse.durable import clean_stale
+
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
-    for need in ("train/images", "train/labels", "test/images"):
-        if not (input_dir / need).is_dir():
-            raise LayoutError(f"{input_dir}: no {need} folder (expected the Med-MLE-bench layout)")
     cfg = load_config(profile_path(profile), cfg_options)
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
+    clean_stale(work_dir)  # what a killed run left: temp files, a half-done submission swap
+    check_stage(r)  # every image and label read before any training
     teachers = train_teachers(r)
     pseudo = pseudo_label(r, teachers)
     students = distill_students(r, pseudo)
