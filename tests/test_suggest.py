@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from cellfuse.cli import main
 from helpers import disc_labels
 
+from cellfuse.app.cli import main
 from cellfuse.io import write_labels
 from ensemble.suggest import (
     CSV_COLUMNS,
@@ -188,22 +188,20 @@ def test_cli_suggest(pool, capsys):
 
 
 def test_cli_help_and_missing_folder(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["suggest", "--help"])
-    assert exc.value.code == 0
+    assert main(["suggest", "--help"]) == 0
     assert "--pseudo" in capsys.readouterr().out
     assert main(["suggest", "--pseudo", str(tmp_path / "nope")]) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and "nope: no such folder" in err[0]
     assert main(["suggest", "--work", str(tmp_path)]) == 2  # a folder without pseudo/
     assert "no such folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["suggest", "--n", "3"])  # neither --pseudo nor --work
-    assert exc.value.code == 2
+    assert main(["suggest", "--n", "3"]) == 2  # neither --pseudo nor --work
 
 
 def test_run_report_lists_the_suggestions(tmp_path):
-    from cellfuse.pipeline import Run, make_report
+    from cellfuse.app.evaluation import make_report
+    from cellfuse.layout import list_images
+    from cellfuse.stages import Run
 
     work, inp = tmp_path / "work", tmp_path / "input"
     (inp / "test" / "images").mkdir(parents=True)
@@ -215,7 +213,8 @@ def test_run_report_lists_the_suggestions(tmp_path):
     (pseudo / "images").rename(inp / "unlabeled" / "images")
     manifest = (pseudo / "manifest.jsonl").read_text()
     (pseudo / "manifest.jsonl").write_text(manifest.replace(str(pseudo), str(inp / "unlabeled")))
-    page = make_report(Run(inp, work, "test", {"suggest_n": 2}), None).read_text()
+    unlabeled = list_images(inp / "unlabeled" / "images")
+    page = make_report(Run(inp, work, "test", {"suggest_n": 2}), None, unlabeled).read_text()
     assert "Images to label next" in page and 'src="suggestions.png"' in page
     md = (work / "report" / "index.md").read_text()
     assert "| 1 | u3 | 0.340 |" in md and "| 2 | u2 |" in md  # the most uncertain first

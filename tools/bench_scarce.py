@@ -160,10 +160,13 @@ def plot(res: dict[str, Any], png: Path) -> Path:
     for label, key in series.items():
         pts = [(n, r["models"][key]["f1_50"]) for n, r in scarce if key in r["models"]]
         if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+            ax.plot(*zip(*pts, strict=True), marker="o", alpha=0.8, label=label)
     if res.get("classical_n0"):
         ax.scatter([0], [res["classical_n0"]["f1_50"]], marker="s", c="k", label="classical, N=0")
-    ax.set_xscale("symlog", linthresh=8)
+    ax.set_xscale("symlog", linthresh=4)
+    ticks = [0, *[n for n, _ in scarce]]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlim(-0.5, 250)
     ax.set_xlabel("labeled images N")
     ax.set_ylabel("F1@0.5 on DSB val (67 images)")
     ax.set_title("Scarce labels")
@@ -182,6 +185,8 @@ def plot(res: dict[str, Any], png: Path) -> Path:
             ax.bar([j + i * width for j in range(len(mods))], vals, width, label=k)
         ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(mods))], mods)
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "shift run not done yet", ha="center", va="center")
     ax.set_title("Modality shift: fluorescence labels only")
     ax.set_ylabel("F1@0.5")
     fig.tight_layout()
