@@ -461,52 +461,6 @@ class StudentPredictor:
         return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
 
 
-def predict_files(
-    pred: StudentPredictor,
-    files: Sequence[Path],
-    out_dir: Path,
-    *,
-    progress: bool = True,
-    outputs: Sequence[str] = ("tiff",),
-) -> dict[str, Any]:
-    """Segment image files into ``out_dir/<stem>_label.tiff`` and record the run in
-    ``out_dir/predict.json``. ``outputs`` beyond ``tiff`` (``ome-tiff``, ``csv``,
-    ``geojson``: :func:`cellfuse.census.slide_outputs`) are written after each label TIFF.
-
-    Returns:
-        ``{"images", "seconds", "s_per_mpx", "rows"}`` (a row per image: id, shape,
-        n_cells, scale, seconds).
-    """
-    import json
-    import time
-
-    from cellfuse.files import atomic_write_text
-
-    out_dir = Path(out_dir)
-    rows, total_px, t_all = [], 0, time.perf_counter()
-    for f in files:
-        t0 = time.perf_counter()
-        info = pred.predict_file(f, out_dir / f"{Path(f).stem}_label.tiff", progress=progress)
-        dt = time.perf_counter() - t0
-        if set(outputs) - {"tiff"}:
-            from cellfuse.census import slide_outputs
-
-            info.update(slide_outputs(f, out_dir / f"{Path(f).stem}_label.tiff", outputs))
-            info["outputs_seconds"] = round(time.perf_counter() - t0 - dt, 3)
-        total_px += info["shape"][0] * info["shape"][1]
-        rows.append(dict(id=Path(f).stem, **info, seconds=round(dt, 3)))
-        log.info("%s: %d cells in %.2f s", Path(f).name, info["n_cells"], dt)
-    seconds = time.perf_counter() - t_all
-    summary = dict(
-        images=len(rows),
-        seconds=round(seconds, 2),
-        s_per_mpx=round(seconds / max(total_px / 1e6, 1e-9), 3),
-        rows=rows,
-    )
-    atomic_write_text(out_dir / "predict.json", json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
 def _compose(outer: Window, inner: Window) -> Window:
     """The window ``inner`` (relative to ``outer``) in the coordinates of ``outer``'s image."""
     return (
@@ -519,4 +473,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX", "predict_files"]
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]
