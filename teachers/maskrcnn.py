@@ -59,6 +59,35 @@ def _import_plugins(cfg: Any) -> None:
     init_default_scope(cfg.get("default_scope", "mmdet"))
 
 
+def _plain(obj: Any) -> Any:
+    """``obj`` with only plain containers, numbers, strings and tensors (others dropped)."""
+    import torch
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items() if _plain(v) is not _DROP}
+    if isinstance(obj, (list, tuple)):
+        return [x for x in (_plain(v) for v in obj) if x is not _DROP]
+    if obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor)):
+        return obj
+    return _DROP
+
+
+_DROP = object()
+
+
+def _plain_checkpoint(path: Path) -> None:
+    """Rewrite the Runner's best checkpoint as weights + plain meta (its config text, iter),
+    so that it loads with ``weights_only=True``. The Runner's file also pickles its
+    message hub (logging objects); it was written by this process a moment ago, which is
+    the one place it is read with the full unpickler."""
+    import torch
+
+    from cellfuse.nn.checkpoints import save_checkpoint
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file, just written
+    save_checkpoint({"state_dict": ck["state_dict"], "meta": _plain(ck.get("meta", {}))}, path)
+
+
 def adapt_checkpoint(model: Any, checkpoint: str | Path, out: str | Path) -> list[str]:
     """Make a checkpoint loadable into ``model``: drop weights whose shape differs.
 
@@ -211,6 +240,7 @@ class MaskRCNNTeacher(Teacher):
                 raise ConfigError(f"{work_dir}: training wrote no checkpoint")
             best = last.read_text().strip()
         best_path = Path(best)
+        _plain_checkpoint(best_path)
         metrics_file = work_dir / "best_metrics.json"
         if metrics_file.is_file():
             import json

@@ -175,7 +175,14 @@ def test_predict_tool_writes_the_asked_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(StudentPredictor, "from_onnx", classmethod(lambda cls, *a, **k: fake))
     out = tmp_path / "pred"
     (tmp_path / "x.onnx").write_bytes(b"stand-in: from_onnx is patched")
-    argv = ["--onnx", str(tmp_path / "x.onnx"), "--input", str(tmp_path / "a.tif"), "--out", str(out)]
+    argv = [
+        "--onnx",
+        str(tmp_path / "x.onnx"),
+        "--input",
+        str(tmp_path / "a.tif"),
+        "--out",
+        str(out),
+    ]
     assert main(["predict", *argv, "--outputs", "tiff,ome-tiff,csv,geojson", "--no-progress"]) == 0
     row = json.loads((out / "predict.json").read_text())["rows"][0]
     assert len(row["outputs"]) == 4 and all(
