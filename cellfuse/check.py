@@ -20,7 +20,6 @@ check`` exit 2 and make :func:`cellfuse.app.pipeline.run` stop before its first 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -378,26 +377,16 @@ def _disk_space(work: Path, input_bytes: int, min_free: int) -> list[Problem]:
     return []
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``cellfuse check INPUT [--work DIR] [--threads N] [--json OUT]``; exit 2 on any error."""
-    ap = argparse.ArgumentParser(
-        prog="cellfuse check",
-        description="Check an input folder (layout, every image and label, disk) before a run.",
-    )
-    ap.add_argument("input", type=Path, help="Med-MLE-bench layout folder")
-    ap.add_argument("--work", type=Path, help="work folder of the run (free-space check)")
-    ap.add_argument("--threads", type=int, help="reader threads")
-    ap.add_argument("--json", type=Path, help="also write the report here")
-    args = ap.parse_args(argv)
-    report = check_input(args.input, args.work, threads=args.threads)
+def print_report(report: CheckReport, json_path: Path | None = None) -> int:
+    """Print one line per problem (stderr) and the summary; the exit status (2 on errors)."""
     for p in report.problems:
         print(p.line, file=sys.stderr)
-    if args.json:
+    if json_path:
         import json
 
-        from cellfuse.io import atomic_write_text
+        from cellfuse.files import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(report.as_dict(), indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(report.as_dict(), indent=2) + "\n")
     print(report.summary())
     return 2 if report.errors else 0
 

@@ -264,20 +264,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_input(args: argparse.Namespace) -> int:
-    from cellfuse.check import check_input
+    from cellfuse.check import check_input, print_report
 
     if args.input is None:
         raise CellfuseError("cellfuse check: give an INPUT folder or --submission OUT_DIR")
     setup_logging()
-    report = check_input(args.input, args.work, threads=args.threads)
-    for p in report.problems:
-        print(p.line, file=sys.stderr)
-    if args.json:
-        from cellfuse.files import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(report.as_dict(), indent=2) + "\n")
-    print(report.summary())
-    return 2 if report.errors else 0
+    return print_report(check_input(args.input, args.work, threads=args.threads), args.json)
 
 
 # ----------------------------------------------------------------------------- parser
