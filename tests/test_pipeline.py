@@ -64,6 +64,7 @@ def test_run_writes_a_valid_submission_and_report(finished_run):
         main(
             [
                 "check",
+                "--submission",
                 str(work / "submission"),
                 "--test-images",
                 str(inp / "test/images"),

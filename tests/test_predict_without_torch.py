@@ -35,12 +35,13 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{{name}} is blocked: prediction must not need it")
 
 sys.meta_path.insert(0, Block())
-from student.predictor import StudentPredictor, predict_files
+from student.batch import predict_files
+from student.predictor import StudentPredictor
 
 onnx, images, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
 t0 = time.perf_counter()
 pred = StudentPredictor.from_onnx(onnx, threads=1, diameter=12.0)
-summary = predict_files(pred, [Path(p) for p in images], out, progress=False)
+summary = predict_files(pred, [Path(p) for p in images], out, key="onnx", progress=False)
 summary["wall_s"] = time.perf_counter() - t0
 summary["heavy_loaded"] = [m for m in HEAVY if m in sys.modules]
 print(json.dumps(summary))
@@ -77,7 +78,8 @@ def exported(tmp_path_factory):
 def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(
     exported, tmp_path, monkeypatch
 ):
-    from student.predictor import StudentPredictor, predict_files
+    from student.batch import predict_files
+    from student.predictor import StudentPredictor
 
     ckpt, onnx = exported
     images = list_images(DEMO / "test" / "images")
@@ -106,7 +108,7 @@ def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(
         ckpt, device="cpu", backend="torch", diameter=12.0
     )
     torch.set_num_threads(1)
-    summary = predict_files(torch_pred, images, tmp_path / "torch", progress=False)
+    summary = predict_files(torch_pred, images, tmp_path / "torch", key="torch", progress=False)
     torch_s = time.perf_counter() - t0
 
     scaled = [r for r in summary["rows"] if r["scale"] not in (None, 1.0)]
@@ -122,7 +124,7 @@ def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(
     from cellfuse.nn.augment import resize_image_torch
 
     monkeypatch.setattr(student.predictor, "resize_image", resize_image_torch)
-    predict_files(torch_pred, images, tmp_path / "torch_resize", progress=False)
+    predict_files(torch_pred, images, tmp_path / "torch_resize", key="torch", progress=False)
     same_old = sum(
         np.array_equal(
             read_labels(tmp_path / "onnx" / f"{image_id(p)}_label.tiff"),
