@@ -64,7 +64,8 @@ def _plain(obj: Any) -> Any:
     import torch
 
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items() if _plain(v) is not _DROP}
+        kept = {str(k): _plain(v) for k, v in obj.items()}
+        return {k: v for k, v in kept.items() if v is not _DROP}
     if isinstance(obj, (list, tuple)):
         return [x for x in (_plain(v) for v in obj) if x is not _DROP]
     if obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor)):
