@@ -15,7 +15,13 @@ from cellfuse.instances import Instances
 from cellfuse.io import read_image
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
-from cellfuse.nn.augment import affine_sample, color_jitter, sample_crop, transform_flows
+from cellfuse.nn.augment import (
+    affine_sample,
+    color_jitter,
+    sample_crop,
+    simulate_stain,
+    transform_flows,
+)
 from cellfuse.nn.layers import count_parameters, pad_to_multiple
 from cellfuse.nn.unet import UNet
 from cellfuse.preprocess import median_diameter, prepare_image, resize_labels
@@ -107,6 +113,21 @@ def test_sample_crop_and_color_jitter():
         assert not y[1:, y[0] == 0].any()
     j = color_jitter(np.full((4, 4, 3), 0.5, np.float32), rng, {})
     assert np.allclose(j, 0.5)
+
+
+def test_simulate_stain_colours_a_gray_crop_and_keeps_cells_bright():
+    """Hue jitter cannot colour a gray (fluorescence) crop; the stain simulation does, and
+    the nuclei stay the bright regions after its inversion, so the labels still fit."""
+    lab = disc_labels((96, 96), 10, seed=2)
+    gray = np.repeat(((lab > 0) * 0.8 + 0.05)[..., None], 3, -1).astype(np.float32)
+    hsv_only = color_jitter(gray, np.random.default_rng(0), dict(hsv=1))
+    assert np.ptp(hsv_only, axis=-1).max() < 1e-6  # still gray: the gap this fills
+    for seed in range(5):
+        x = simulate_stain(gray, np.random.default_rng(seed))
+        assert x.shape == gray.shape and x.dtype == np.float32
+        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert np.ptp(x, axis=-1).mean() > 0.01  # coloured
+        assert x[lab > 0].mean() > x[lab == 0].mean() + 0.2  # cells bright on dark
 
 
 # ----------------------------------------------------------------------------- teacher

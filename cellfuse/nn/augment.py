@@ -2,8 +2,8 @@
 
 Augmentation (:func:`sample_crop`): one affine resampling per crop (scale jitter, any
 rotation, a flip, translation) applied to image and targets together, with the flow vectors
-rotated and flipped to match; then colour jitter on the image (gray conversion, channel
-shuffle, hue/saturation/value jitter, contrast/gamma, inversion, noise).
+rotated and flipped to match; then colour jitter on the image (stain simulation, gray
+conversion, channel shuffle, hue/saturation/value jitter, contrast/gamma, inversion, noise).
 
 The input representation and the scale rule are :mod:`cellfuse.preprocess`'s.
 """
@@ -82,19 +82,70 @@ def transform_flows(flows: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.einsum("ji,jhw->ihw", q, flows).astype(np.float32)
 
 
+# Optical densities (R, G, B) of haematoxylin and eosin (Ruifrok & Johnston 2001): the
+# absorbance model of a brightfield stain, jittered per crop by :func:`simulate_stain`.
+HEMATOXYLIN_OD = (0.65, 0.70, 0.29)
+EOSIN_OD = (0.07, 0.99, 0.11)
+
+
+def _unit_od(base: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    v = np.asarray(base) * rng.uniform(0.6, 1.4, 3) + rng.uniform(0.0, 0.15, 3)
+    return v / np.linalg.norm(v)
+
+
+def simulate_stain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A fluorescence-like crop rendered as a stained brightfield image, then normalised the
+    way :func:`cellfuse.preprocess.prepare_image` normalises such an image.
+
+    Hue jitter cannot colour a gray image (its saturation is 0), so a network trained on
+    fluorescence labels never sees the input a stained slide gives it: coloured nuclei on a
+    textured, differently coloured tissue background. Here the crop's intensity becomes
+    haematoxylin density and a smooth random field becomes eosin (cytoplasm, stroma), with
+    the Beer-Lambert law ``I = exp(-(OD_h * h + OD_e * e))`` per channel; both stain
+    vectors and densities are jittered. The result is per-channel percentile-normalised and
+    inverted (bright background), as every stained input is. Labels are unchanged: nuclei
+    stay where they were, now as the dense-stain regions.
+
+    Args:
+        img: HxWx3 float32 in [0, 1], cells bright.
+        rng: random generator.
+
+    Returns:
+        HxWx3 float32 in [0, 1].
+    """
+    nuclei = np.clip(img.mean(axis=-1), 0.0, 1.0) * rng.uniform(0.3, 1.5)
+    h, w = nuclei.shape
+
+    def field() -> np.ndarray:  # smooth texture in [0, 1]
+        f = ndi.gaussian_filter(rng.standard_normal((h, w)), rng.uniform(1.0, 6.0))
+        return (f - f.min()) / max(float(np.ptp(f)), 1e-6)
+
+    hema = nuclei + field() * rng.uniform(0.0, 0.4)  # nuclei + lightly stained tissue
+    eosin = field() * rng.uniform(0.1, 0.9) + rng.uniform(0.0, 0.1)
+    od = hema[..., None] * _unit_od(HEMATOXYLIN_OD, rng) + eosin[..., None] * _unit_od(
+        EOSIN_OD, rng
+    )
+    raw = np.exp(-od)
+    lo, hi = np.percentile(raw.reshape(-1, 3), [1.0, 99.8], axis=0)
+    x = np.clip((raw - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
+    return (1.0 - x).astype(np.float32)
+
+
 def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.ndarray:
     """Random colour/intensity changes of an HxWx3 float image in [0, 1].
 
     Args:
         img: HxWx3 float32.
         rng: random generator.
-        p: probabilities, keys ``gray``, ``shuffle``, ``hsv``, ``contrast``, ``invert``,
-            ``noise`` (missing keys mean 0).
+        p: probabilities, keys ``stain`` (:func:`simulate_stain`), ``gray``, ``shuffle``,
+            ``hsv``, ``contrast``, ``invert``, ``noise`` (missing keys mean 0).
 
     Returns:
         HxWx3 float32 in [0, 1].
     """
     x = img
+    if rng.random() < p.get("stain", 0.0):
+        x = simulate_stain(x, rng)
     if rng.random() < p.get("hsv", 0.0):
         hsv = rgb2hsv(np.clip(x, 0, 1))
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-0.5, 0.5)) % 1.0
@@ -164,6 +215,7 @@ __all__ = [
     "resize_image_torch",
     "affine_sample",
     "transform_flows",
+    "simulate_stain",
     "color_jitter",
     "sample_crop",
 ]

@@ -150,7 +150,8 @@ class FlowTrainer:
             machine: with a fixed ``num_threads`` and ``seed`` the run is deterministic).
         val_every_steps: validation period when ``max_steps`` is set (default: 4 per run).
         scale_jitter: log-uniform range of the crop scale jitter.
-        color: probabilities of the colour augmentations.
+        color: probabilities of the colour augmentations, over :data:`DEFAULT_COLOR`
+            (``dict(stain=0.25)`` adds the stain simulation to the defaults).
         oversample: sampling weight per modality (fluorescence, stained, brightfield).
         num_threads: torch threads; 0 = pick 1 or 2 by timing training steps with each, at
             the start and after every validation (on a shared 2-core machine, two threads
@@ -227,7 +228,7 @@ class FlowTrainer:
             else val_every_steps
         )
         self.scale_jitter = (float(scale_jitter[0]), float(scale_jitter[1]))
-        self.color = dict(DEFAULT_COLOR if color is None else color)
+        self.color = {**DEFAULT_COLOR, **(color or {})}
         self.oversample = {**DEFAULT_OVERSAMPLE, **(oversample or {})}
         self.num_threads = int(num_threads)
         self.seed = int(seed)
