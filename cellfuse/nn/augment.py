@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 
+from cellfuse.preprocess import prepare_image
+
 
 def resize_image_torch(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of an HxWxC float image (antialiased when shrinking), by torch.
@@ -125,10 +127,7 @@ def simulate_stain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     od = hema[..., None] * _unit_od(HEMATOXYLIN_OD, rng) + eosin[..., None] * _unit_od(
         EOSIN_OD, rng
     )
-    raw = np.exp(-od)
-    lo, hi = np.percentile(raw.reshape(-1, 3), [1.0, 99.8], axis=0)
-    x = np.clip((raw - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
-    return (1.0 - x).astype(np.float32)
+    return prepare_image(np.exp(-od), invert=True)  # a bright-background input's rule
 
 
 def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.ndarray:
