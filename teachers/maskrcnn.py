@@ -30,6 +30,8 @@ from cellfuse.tiling import predict_tiled
 log = logging.getLogger(__name__)
 
 PLUGINS = "teachers.mmdet_plugins"
+# The detection score cut when neither the config nor the checkpoint (val choice) sets one.
+DEFAULT_SCORE_THR = 0.5
 
 
 def _as_config(cfg: Any) -> Any:
@@ -76,17 +78,18 @@ def _plain(obj: Any) -> Any:
 _DROP = object()
 
 
-def _plain_checkpoint(path: Path) -> None:
-    """Rewrite the Runner's best checkpoint as weights + plain meta (its config text, iter),
-    so that it loads with ``weights_only=True``. The Runner's file also pickles its
-    message hub (logging objects); it was written by this process a moment ago, which is
-    the one place it is read with the full unpickler."""
+def _plain_checkpoint(path: Path, **meta: Any) -> None:
+    """Rewrite the Runner's best checkpoint as weights + plain meta (its config text, iter,
+    and ``meta``), so that it loads with ``weights_only=True``. The Runner's file also
+    pickles its message hub (logging objects); it was written by this process a moment ago,
+    which is the one place it is read with the full unpickler."""
     import torch
 
     from cellfuse.nn.checkpoints import save_checkpoint
 
     ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file, just written
-    save_checkpoint({"state_dict": ck["state_dict"], "meta": _plain(ck.get("meta", {}))}, path)
+    plain = {**_plain(ck.get("meta", {})), **meta}
+    save_checkpoint({"state_dict": ck["state_dict"], "meta": plain}, path)
 
 
 def adapt_checkpoint(model: Any, checkpoint: str | Path, out: str | Path) -> list[str]:
@@ -147,7 +150,9 @@ class MaskRCNNTeacher(Teacher):
     Args:
         cfg: the whole MMEngine config (Config, dict or file path); ``tools/train_teacher.py``
             passes it. Without it, :meth:`load` reads the config saved in the checkpoint.
-        score_thr: detections below this score are dropped from predictions.
+        score_thr: detections below this score are dropped from predictions; None = the
+            value chosen on val in training (``CellF1Metric`` with candidate ``score_thr``s,
+            stored in the checkpoint), else :data:`DEFAULT_SCORE_THR`.
         min_visible: a detection keeps only pixels no better one holds; it is dropped when
             less than this fraction of its mask stays visible (a duplicate).
         min_size: instances with fewer pixels are dropped.
@@ -165,7 +170,7 @@ class MaskRCNNTeacher(Teacher):
         self,
         cfg: Any = None,
         *,
-        score_thr: float = 0.5,
+        score_thr: float | None = None,
         min_visible: float = 0.5,
         min_size: int = 4,
         tile: int = 1536,
@@ -174,7 +179,8 @@ class MaskRCNNTeacher(Teacher):
         num_threads: int | None = None,
     ):
         self.cfg = None if cfg is None else _as_config(cfg)
-        self.score_thr = float(score_thr)
+        self.score_thr_cfg = None if score_thr is None else float(score_thr)
+        self.score_thr = DEFAULT_SCORE_THR if score_thr is None else float(score_thr)
         self.min_visible = float(min_visible)
         self.min_size = int(min_size)
         self.tile = int(tile)
@@ -241,7 +247,6 @@ class MaskRCNNTeacher(Teacher):
                 raise ConfigError(f"{work_dir}: training wrote no checkpoint")
             best = last.read_text().strip()
         best_path = Path(best)
-        _plain_checkpoint(best_path)
         metrics_file = work_dir / "best_metrics.json"
         if metrics_file.is_file():
             import json
@@ -249,6 +254,8 @@ class MaskRCNNTeacher(Teacher):
             rec = json.loads(metrics_file.read_text())
             self.val_metrics = {k.split("/")[-1]: float(v) for k, v in rec["metrics"].items()}
             self.val_metrics["iter"] = rec["iter"]
+        chosen = self.val_metrics.get("score_thr")
+        _plain_checkpoint(best_path, **({} if chosen is None else {"score_thr": chosen}))
         self.cfg = cfg
         self.load(best_path)
         log.info("maskrcnn: best checkpoint %s, val %s", best_path, self.val_metrics)
@@ -278,18 +285,15 @@ class MaskRCNNTeacher(Teacher):
         if not checkpoint.is_file():
             raise ConfigError(f"{checkpoint}: checkpoint not found")
         cfg = self.cfg
+        need_meta = cfg is None or self.score_thr_cfg is None
+        meta = self._checkpoint_meta(checkpoint, required=cfg is None) if need_meta else {}
+        if self.score_thr_cfg is None:
+            self.score_thr = float(meta.get("score_thr", DEFAULT_SCORE_THR))
+            how = "chosen on val" if "score_thr" in meta else "default"
+            log.info("maskrcnn: score_thr %.2f (%s)", self.score_thr, how)
         if cfg is None:
             from mmengine.config import Config
 
-            from cellfuse.nn.checkpoints import load_checkpoint
-
-            try:  # weights_only: a checkpoint is never allowed to run code when read
-                meta = load_checkpoint(checkpoint, what="Mask R-CNN checkpoint").get("meta", {})
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"{exc}; an MMEngine Runner checkpoint holds logging objects besides "
-                    "its weights: pass cfg= (the teacher's config file) instead"
-                ) from None
             if "cfg" not in meta:
                 raise ConfigError(f"{checkpoint}: no config stored in the checkpoint; pass cfg=")
             cfg = Config.fromstring(meta["cfg"], ".py")
@@ -307,6 +311,23 @@ class MaskRCNNTeacher(Teacher):
         self._prepare_args = {k: v for k, v in steps[0].items() if k != "type"}
         self._pipeline = Compose([dict(type="mmdet.LoadImageFromNDArray"), *steps[1:]])
         self.cfg = cfg
+
+    @staticmethod
+    def _checkpoint_meta(checkpoint: Path, required: bool) -> dict:
+        """The plain meta of a checkpoint written by :meth:`fit`. A foreign checkpoint
+        (an MMEngine Runner's, which pickles logging objects) has none we can read safely:
+        an error when ``required`` (no cfg to build from), else ``{}``."""
+        from cellfuse.nn.checkpoints import load_checkpoint
+
+        try:  # weights_only: a checkpoint is never allowed to run code when read
+            return dict(load_checkpoint(checkpoint, what="Mask R-CNN checkpoint").get("meta", {}))
+        except ConfigError as exc:
+            if not required:
+                return {}
+            raise ConfigError(
+                f"{exc}; an MMEngine Runner checkpoint holds logging objects besides "
+                "its weights: pass cfg= (the teacher's config file) instead"
+            ) from None
 
     def predict(self, image: np.ndarray) -> Instances:
         """Segment one image (HxW or HxWxC, any dtype); large images in overlapping tiles.

@@ -128,3 +128,22 @@ def detections_to_instances(
         labels[sl][free] = len(kept) + 1
         kept.append(float(scores[k]))
     return Instances(labels, np.asarray(kept, np.float32))
+
+
+def above_score(inst: Instances, score_thr: float) -> np.ndarray:
+    """The label image :func:`detections_to_instances` gives at a higher ``score_thr``.
+
+    Detections are painted best first and each only competes with better ones, so raising
+    the threshold keeps a prefix of the painting order: labels ``1..k`` with ``k`` the
+    number of scores at or above ``score_thr``. One painting at the lowest threshold thus
+    serves every higher one.
+
+    Args:
+        inst: :func:`detections_to_instances` output (labels in descending score order).
+        score_thr: the higher threshold.
+
+    Returns:
+        HxW label image of ``inst.labels``' dtype.
+    """
+    k = int((inst.scores >= score_thr).sum())
+    return np.where(inst.labels <= k, inst.labels, 0).astype(inst.labels.dtype, copy=False)

@@ -45,7 +45,12 @@ from cellfuse.io import atomic_write, read_image, read_labels
 from cellfuse.layout import list_samples
 from cellfuse.metric import evaluate_image
 from cellfuse.modality import modality
-from teachers.mmdet_numerics import detections_to_instances, labels_to_boxes, prepare_image  # noqa: F401  (re-exported)
+from teachers.mmdet_numerics import (  # noqa: F401  (re-exported)
+    above_score,
+    detections_to_instances,
+    labels_to_boxes,
+    prepare_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +278,15 @@ class CellF1Metric(BaseMetric):
     scored against the label file at the image's original size (``label_path`` must be
     in the packed meta keys).
 
+    With several candidate ``score_thr``, the F1s are those of the candidate with the best
+    mean F1 at the first IoU threshold (ties: the candidate nearest 0.5), reported as
+    ``score_thr``; the teacher predicts with it (:class:`teachers.maskrcnn.MaskRCNNTeacher`
+    stores it in the checkpoint). A detector's scores are not calibrated: after a short
+    training every score can sit below a fixed 0.5 cut (F1 = 0 with usable masks).
+
     Args:
         thresholds: IoU thresholds; key ``f1_<100 * thr>`` each.
-        score_thr: detections below this score are not part of the prediction.
+        score_thr: the detection score cut, or a sequence of candidates to choose from.
         min_visible: see :func:`detections_to_instances`.
     """
 
@@ -284,14 +295,17 @@ class CellF1Metric(BaseMetric):
     def __init__(
         self,
         thresholds: Sequence[float] = (0.5, 0.75),
-        score_thr: float = 0.5,
+        score_thr: float | Sequence[float] = 0.5,
         min_visible: float = 0.5,
         collect_device: str = "cpu",
         prefix: str | None = None,
     ):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.thresholds = tuple(float(t) for t in thresholds)
-        self.score_thr = score_thr
+        cands = score_thr if isinstance(score_thr, Sequence) else [score_thr]
+        self.score_thrs = tuple(sorted(float(s) for s in cands))
+        if not self.score_thrs:
+            raise ConfigError("CellF1Metric: score_thr needs at least one value")
         self.min_visible = min_visible
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -301,22 +315,27 @@ class CellF1Metric(BaseMetric):
                 pred["masks"].cpu().numpy(),
                 pred["scores"].cpu().numpy(),
                 pred["bboxes"].cpu().numpy(),
-                score_thr=self.score_thr,
+                score_thr=self.score_thrs[0],
                 min_visible=self.min_visible,
             )
             truth = read_labels(ds["label_path"], shape=inst.shape)
-            res = evaluate_image(truth, inst.labels, self.thresholds)
-            row = {f"f1_{round(t * 100)}": res["scores"][t]["f1"] for t in self.thresholds}
-            row["modality"] = ds.get("modality", "")
+            row: dict[str, Any] = {"modality": ds.get("modality", "")}
+            for s in self.score_thrs:
+                res = evaluate_image(truth, above_score(inst, s), self.thresholds)
+                row[s] = [res["scores"][t]["f1"] for t in self.thresholds]
             self.results.append(row)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         keys = [f"f1_{round(t * 100)}" for t in self.thresholds]
-        out = {k: float(np.mean([r[k] for r in results])) for k in keys}
+        mean = {s: np.mean([r[s] for r in results], axis=0) for s in self.score_thrs}
+        best = max(self.score_thrs, key=lambda s: (mean[s][0], -abs(s - 0.5)))
+        out = {k: float(v) for k, v in zip(keys, mean[best], strict=True)}
         for mod in sorted({r["modality"] for r in results} - {""}):
-            sub = [r[keys[0]] for r in results if r["modality"] == mod]
+            sub = [r[best][0] for r in results if r["modality"] == mod]
             out[f"{keys[0]}_{mod}"] = float(np.mean(sub))
         out["n_images"] = len(results)
+        if len(self.score_thrs) > 1:
+            out["score_thr"] = best
         return out
 
 

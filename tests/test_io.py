@@ -14,7 +14,7 @@ import tifffile
 from conftest import SHARED_DATA
 from PIL import Image
 
-from cellfuse import io, preprocess
+from cellfuse import label_files, preprocess
 from cellfuse.errors import ImageReadError, InvalidImageError, LabelError
 from cellfuse.io import (
     atomic_write,
@@ -628,8 +628,8 @@ def test_write_labels_is_compressed(tmp_path):
 
 
 def test_write_labels_tiled_and_bigtiff(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "_TILED_LABELS_PX", 1000)
-    monkeypatch.setattr(io, "_BIGTIFF_BYTES", 100)
+    monkeypatch.setattr(label_files, "_TILED_LABELS_PX", 1000)
+    monkeypatch.setattr(label_files, "_BIGTIFF_BYTES", 100)
     labels = _random((600, 530), np.uint16)
     out = write_labels(tmp_path / "big_label.tif", labels)
     with tifffile.TiffFile(out) as tif:

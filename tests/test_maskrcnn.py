@@ -19,13 +19,14 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from cellfuse.instances import Instances, relabel_sequential  # noqa: E402
-from cellfuse.io import write_labels  # noqa: E402
+from cellfuse.io import read_image, read_labels, write_labels  # noqa: E402
 from cellfuse.layout import Sample, list_samples  # noqa: E402
 from cellfuse.metric import evaluate_image  # noqa: E402
 from teachers import build_teacher  # noqa: E402
 from teachers.maskrcnn import MaskRCNNTeacher, adapt_checkpoint  # noqa: E402
 from teachers.mmdet_plugins import (  # noqa: E402
     CellDataset,
+    above_score,
     detections_to_instances,
     labels_to_boxes,
     prepare_image,
@@ -162,6 +163,68 @@ def test_detections_to_instances_higher_score_wins():
     assert empty.n == 0 and empty.shape == (7, 9)
 
 
+def _random_detections(n: int = 40, shape=(64, 64), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, *shape), bool)
+    for k in range(n):
+        y, x = rng.integers(0, shape[0] - 12, 2)
+        h, w = rng.integers(3, 12, 2)
+        masks[k, y : y + h, x : x + w] = True
+    return masks, rng.uniform(0.2, 1.0, n)
+
+
+def test_above_score_equals_painting_at_the_higher_threshold():
+    masks, scores = _random_detections()
+    low = detections_to_instances(masks, scores, score_thr=0.2)
+    for thr in (0.3, 0.45, 0.5, 0.7, 0.95):
+        again = detections_to_instances(masks, scores, score_thr=thr)
+        np.testing.assert_array_equal(above_score(low, thr), again.labels)
+
+
+def _metric_results(metric, truth_path: Path, masks, scores) -> dict:
+    """``metric`` on one image: detections ``masks`` (NxHxW bool) with ``scores``."""
+    whole = [[0, 0, masks.shape[2], masks.shape[1]]] * len(scores)  # boxes bound the masks
+    pred = dict(
+        masks=torch.from_numpy(masks),
+        scores=torch.tensor(scores, dtype=torch.float32),
+        bboxes=torch.tensor(whole, dtype=torch.float32),
+    )
+    metric.results = []
+    metric.process(
+        {}, [dict(pred_instances=pred, label_path=str(truth_path), modality="fluorescence")]
+    )
+    return metric.compute_metrics(metric.results)
+
+
+def test_cell_f1_metric_chooses_the_score_cut_on_val(tmp_path):
+    from teachers.mmdet_plugins import CellF1Metric
+
+    truth = disc_labels((96, 96), 5, rmin=6, rmax=10, seed=3)
+    write_labels(tmp_path / "t.tiff", truth)
+    n = int(truth.max())
+    free = [  # 6x6 background squares away from the border: false cells
+        (y, x)
+        for y in range(4, 86, 8)
+        for x in range(4, 86, 8)
+        if not truth[y : y + 6, x : x + 6].any()
+    ][:3]
+    fp = np.zeros((3, 96, 96), bool)
+    for k, (y, x) in enumerate(free):
+        fp[k, y : y + 6, x : x + 6] = True
+    masks = np.concatenate([np.stack([truth == i for i in range(1, n + 1)]), fp])
+    # every true cell scored 0.4 (an undertrained detector), the false ones 0.3
+    scores = [0.4] * n + [0.3] * 3
+    fixed = _metric_results(CellF1Metric(score_thr=0.5), tmp_path / "t.tiff", masks, scores)
+    assert fixed["f1_50"] == 0.0 and "score_thr" not in fixed
+    chosen = _metric_results(
+        CellF1Metric(score_thr=(0.25, 0.35, 0.5)), tmp_path / "t.tiff", masks, scores
+    )
+    assert chosen["score_thr"] == 0.35 and chosen["f1_50"] == 1.0
+    assert chosen["f1_50_fluorescence"] == 1.0
+    low = _metric_results(CellF1Metric(score_thr=0.25), tmp_path / "t.tiff", masks, scores)
+    assert low["f1_50"] == pytest.approx(2 * n / (2 * n + 3))  # the 3 false cells count
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
@@ -232,15 +295,21 @@ def test_dataset_from_sample_list(tmp_path, disc_split):
 # ----------------------------------------------------------------------------- training + prediction
 
 
-def test_fit_runs_the_runner(trained):
+def test_fit_runs_the_runner(trained, disc_split):
     teacher, ckpt = trained
     work = ckpt.parent
     assert ckpt.is_file() and ckpt.name.startswith("best_cell_f1_50")
     assert (work / "best_metrics.json").is_file()
-    assert {"f1_50", "f1_75"} <= set(teacher.val_metrics)
-    assert 0.0 <= teacher.val_metrics["f1_50"] <= 1.0
+    assert {"f1_50", "f1_75", "score_thr"} <= set(teacher.val_metrics)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert "cfg" in saved["meta"] and saved["meta"]["iter"] == 2
+    # the cut chosen on val is stored and used; the val F1 is the teacher's own at that cut
+    assert saved["meta"]["score_thr"] == teacher.val_metrics["score_thr"] == teacher.score_thr
+    (val,) = disc_split[2:]
+    truth = read_labels(val.label)
+    pred = teacher.predict(read_image(val.image))
+    f1 = evaluate_image(truth, pred.labels, (0.5,))["scores"][0.5]["f1"]
+    assert f1 == pytest.approx(teacher.val_metrics["f1_50"])
 
 
 def test_load_from_checkpoint_alone(trained):
@@ -430,7 +499,6 @@ def test_configs_build_and_download_nothing():
 def test_samples_to_coco_round_trip(disc_split):
     from pycocotools import mask as mask_utils
 
-    from cellfuse.io import read_labels
     from teachers.mmdet_plugins import samples_to_coco
 
     coco = samples_to_coco(disc_split[:2])
@@ -479,7 +547,6 @@ def test_adaptive_threads_hook_keeps_the_faster_choice(monkeypatch):
 @pytest.mark.slow
 def test_trained_checkpoint_tiled_agrees_with_whole_image():
     """With a trained checkpoint (CELLFUSE_MASKRCNN_CKPT), on a 1024x1024 mosaic of real nuclei."""
-    from cellfuse.io import read_image, read_labels
     from cellfuse.modality import modality
 
     ckpt = os.environ.get("CELLFUSE_MASKRCNN_CKPT")

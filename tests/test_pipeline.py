@@ -6,12 +6,15 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import DEMO
 
 from cellfuse.app.cli import main
 from cellfuse.app.pipeline import run
 from cellfuse.errors import LayoutError
+from cellfuse.io import read_labels
+from cellfuse.metric import evaluate_image
 
 
 def _small_input(dst, n_train=8, n_unlabeled=4, n_test=3, unlabeled=True):
@@ -79,7 +82,18 @@ def test_run_writes_a_valid_submission_and_report(finished_run):
     for name in ("student", "student_labeled_only"):  # trained in their own processes
         assert "distilling" in (work / name / "train.log").read_text()
         assert summary["stages"][name]["checkpoint"] == str(work / name / "best.pth")
-    assert all(0 <= r["f1_50"] <= 1 and r["s_per_mpx"] > 0 for r in ev.values())
+    assert all(r["s_per_mpx"] > 0 for r in ev.values())
+    # the shipped model's score is the submission's, recomputed here from the files
+    shipped = summary["stages"]["export"]["student"]
+    f1 = [
+        evaluate_image(
+            read_labels(inp / "test_labels" / f"{p.stem}_label.tiff"),
+            read_labels(work / "submission" / "predictions" / f"{p.stem}_label.tiff"),
+            (0.5,),
+        )["scores"][0.5]["f1"]
+        for p in sorted((inp / "test/images").iterdir())
+    ]
+    assert len(f1) == 3 and ev[shipped]["f1_50"] == pytest.approx(float(np.mean(f1)))
     # no unlabeled folder: the test images were the unlabeled pool (transductive)
     assert summary["stages"]["pseudo"]["transductive"] is True
 
