@@ -10,6 +10,7 @@ teacher = dict(overlap=160)
 model = dict(
     backbone=dict(
         depth=50,
+        base_channels=64,  # the base config's half width would feed the FPN 128..1024 channels
         frozen_stages=-1,
         norm_cfg=dict(_delete_=True, type="BN", requires_grad=True),
         norm_eval=False,
