@@ -35,3 +35,20 @@ teacher = dict(
         num_threads=8,
     ),
 )
+
+# Without an official checkpoint (teacher.checkpoint=None; in `cellfuse run --profile full`:
+# --cfg-options checkpoints.sam=PATH) the full profile trains the tiny SAM from scratch
+# instead, at this config's budget (train.time_budget_min above), and says so: `cellfuse
+# check --profile full` and the run's log print the line (cellfuse.config.checkpoint_fallback).
+# `cellfuse train-teacher` of this file alone still refuses to start without the checkpoint.
+without_checkpoint = dict(
+    teacher=dict(
+        variant="vit_tiny",
+        require_checkpoint=False,
+        freeze_encoder=False,
+        nominal_diameter=20.0,
+        tile_overlap=48,
+        iou_thresh=0.3,  # the tiny IoU head is shy (as in sam_tiny_cpu.py)
+        train=dict(lr=6e-4, warmup_steps=200, crops_per_step=8, prompts_per_crop=16),
+    )
+)
