@@ -62,12 +62,13 @@ def profile_path(profile: str) -> Path:
     return path
 
 
-def load_config(path: str | Path, cfg_options: dict | None = None):
+def load_config(path: str | Path, cfg_options: dict | None = None, *, imports: bool = True):
     """``mmengine.Config.fromfile`` of :func:`resolve_config_path`, plus ``--cfg-options``
-    overrides (a dict of dotted keys)."""
+    overrides (a dict of dotted keys); ``imports=False`` skips the config's
+    ``custom_imports`` (mmdet's plugins: seconds to import, not needed to read a config)."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(resolve_config_path(path)))
+    cfg = Config.fromfile(str(resolve_config_path(path)), import_custom_modules=imports)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

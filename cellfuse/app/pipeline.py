@@ -1,6 +1,6 @@
 """The main job: an input folder (Med-MLE-bench layout) -> submission + report.
 
-    check -> teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
+    preflight -> check -> teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
 
 Each stage records what it was computed from (configs, input files, upstream results) in
 ``work/stages/<stage>.json``; a re-run skips a stage whose record matches and re-runs it
@@ -42,11 +42,19 @@ def _stage_config(path: str | Path, run: Run, extra: dict | None = None):
     return stage_config(path, run.input_dir, run.cfg.get("seed", 0), extra)
 
 
-def stage_config(path: str | Path, input_dir: str | Path, seed: int = 0, extra: dict | None = None):
-    """A stage config (teacher or student) as a run loads it: ``data.root`` = the input."""
+def stage_config(
+    path: str | Path,
+    input_dir: str | Path,
+    seed: int = 0,
+    extra: dict | None = None,
+    *,
+    imports: bool = True,
+):
+    """A stage config (teacher or student) as a run loads it: ``data.root`` = the input
+    (``imports``: :func:`cellfuse.config.load_config`)."""
     opts = {"data.root": str(input_dir), "data.val": None, "seed": seed}
     opts.update(extra or {})
-    return load_config(path, opts)
+    return load_config(path, opts, imports=imports)
 
 
 def teacher_options(profile_cfg, entry) -> dict:
@@ -65,7 +73,7 @@ def teacher_options(profile_cfg, entry) -> dict:
     return opts
 
 
-def teacher_stage_config(profile_cfg, entry, input_dir: str | Path):
+def teacher_stage_config(profile_cfg, entry, input_dir: str | Path, *, imports: bool = True):
     """The stage config of one of a profile's teachers, as :func:`train_teachers` trains it.
 
     Returns:
@@ -73,7 +81,9 @@ def teacher_stage_config(profile_cfg, entry, input_dir: str | Path):
         official checkpoint (:func:`cellfuse.config.checkpoint_fallback`), or None.
     """
     opts = teacher_options(profile_cfg, entry)
-    cfg = stage_config(entry["config"], input_dir, profile_cfg.get("seed", 0), opts)
+    cfg = stage_config(
+        entry["config"], input_dir, profile_cfg.get("seed", 0), opts, imports=imports
+    )
     return cfg, opts, checkpoint_fallback(cfg, entry["name"])
 
 
@@ -332,11 +342,13 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
+    from cellfuse.app.preflight import require_preflight
     from cellfuse.check import check_stage
     from cellfuse.durable import clean_stale
 
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
     cfg = load_config(profile_path(profile), cfg_options)
+    require_preflight(cfg, profile, input_dir)  # GPU profiles: device, mmcv ops, weights, memory
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
     clean_stale(work_dir)  # what a killed run left: temp files, a half-done submission swap
