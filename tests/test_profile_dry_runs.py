@@ -131,6 +131,8 @@ def _shrink(cfg, kind: str) -> None:
                 step["crop_size"] = MASKRCNN_CROP
         if cfg.optim_wrapper.get("type") == "AmpOptimWrapper":  # CUDA only (mmengine asserts)
             cfg.optim_wrapper.type = "OptimWrapper"
+            for key in ("loss_scale", "dtype"):  # AmpOptimWrapper's own arguments
+                cfg.optim_wrapper.pop(key, None)
 
 
 def _image(root: Path) -> np.ndarray:
