@@ -65,7 +65,13 @@ def test_no_gpu(machine, monkeypatch):
     ]
 
 
-def test_cpu_only_mmcv_on_a_gpu_profile(machine):
+@pytest.fixture
+def no_estimates(monkeypatch):
+    """Skip the memory estimates (tests of other lines; each costs seconds)."""
+    monkeypatch.setattr(pf, "estimate_bytes", lambda kind, cfg: 0)
+
+
+def test_cpu_only_mmcv_on_a_gpu_profile(machine, no_estimates):
     lib = machine(cuda_ops=False)
     assert _lines(preflight(_full(), "full")) == [
         f"error: profile full: mmcv's ops ({lib}) were built without CUDA, so Mask R-CNN fails "
@@ -81,7 +87,7 @@ def test_the_real_mmcv_library_is_read_not_imported():
     assert pf.has_cuda_kernels(lib) == (torch.cuda.is_available() or pf.has_cuda_kernels(lib))
 
 
-def test_missing_and_mismatched_sam_checkpoints(machine, tmp_path):
+def test_missing_and_mismatched_sam_checkpoints(machine, tmp_path, no_estimates):
     missing = tmp_path / "sam_vit_b_01ec64.pth"
     assert _lines(preflight(_full(**{"checkpoints.sam": str(missing)}), "full")) == [
         f"error: profile full: checkpoints.sam={missing}: file not found (nothing is downloaded)"
@@ -103,7 +109,9 @@ def test_missing_and_mismatched_sam_checkpoints(machine, tmp_path):
 
 
 def test_a_fitting_sam_checkpoint_loads_by_shape(machine, tmp_path, monkeypatch):
-    """Shapes only: a ViT-B state dict of empty tensors with the official shapes fits."""
+    """Shapes only: a ViT-B state dict with the official shapes fits; and every stage of the
+    full profile, ViT-B included, fits one 40 GB GPU by the memory estimate."""
+    machine(gpus=(GPU("NVIDIA A100-SXM4-40GB", 40 * GIB),))
     from teachers.sam_build import build_sam_vit_b
 
     with torch.device("meta"):

@@ -1,7 +1,8 @@
 # SAM teacher, GPU profile: the official ViT-B, mask decoder (+ prompt encoder) fine-tuned,
-# image encoder frozen. Sized for one 40-80 GB GPU: 4 crops x 64 prompts a step under bf16
-# autocast (preflight estimates the step's memory). Expected wall time (an estimate, not
-# measured): the 60 min budget (validations included) + calibration (~10 min): ~1.2 h. The weights are a local file, never downloaded:
+# image encoder frozen. Sized for one 40-80 GB GPU: 2 crops x 64 prompts a step under bf16
+# autocast; preflight estimates ~27 GiB in fp32 (4 crops: ~51 GiB, too much for 40 GB).
+# Expected wall time (an estimate, not measured): the 60 min budget (validations included)
+# + calibration (~10 min): ~1.2 h. The weights are a local file, never downloaded:
 #   python tools/train_teacher.py configs/teachers/sam_vit_b_finetune.py \
 #       --cfg-options teacher.checkpoint=/path/to/sam_vit_b_01ec64.pth
 _base_ = ["../_base_/data_dsb2018.py"]
@@ -26,7 +27,7 @@ teacher = dict(
         lr=1e-4,
         weight_decay=0.01,
         warmup_steps=50,
-        crops_per_step=4,
+        crops_per_step=2,
         prompts_per_crop=64,
         jitter=0.2,
         neg_points=2,
