@@ -62,12 +62,13 @@ def profile_path(profile: str) -> Path:
     return path
 
 
-def load_config(path: str | Path, cfg_options: dict | None = None):
+def load_config(path: str | Path, cfg_options: dict | None = None, *, imports: bool = True):
     """``mmengine.Config.fromfile`` of :func:`resolve_config_path`, plus ``--cfg-options``
-    overrides (a dict of dotted keys)."""
+    overrides (a dict of dotted keys); ``imports=False`` skips the config's
+    ``custom_imports`` (mmdet's plugins: seconds to import, not needed to read a config)."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(str(resolve_config_path(path)))
+    cfg = Config.fromfile(str(resolve_config_path(path)), import_custom_modules=imports)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -90,6 +91,59 @@ def start_work_dir(cfg: Any, work_dir: str | Path) -> Path:
 
     dump_config(cfg, work_dir / "config.py")  # atomic: a reader never sees half a config
     return work_dir
+
+
+# The config key that takes an official checkpoint, per teacher type: what a profile's
+# ``checkpoints = dict(<teacher name>=PATH)`` sets in that teacher's stage config.
+CHECKPOINT_OPTIONS = {"sam": "teacher.checkpoint", "maskrcnn": "load_from"}
+
+
+def official_checkpoint(cfg: Any) -> str | None:
+    """The official checkpoint a stage config starts from (None when it names none)."""
+    teacher = cfg.get("teacher") or {}
+    if teacher.get("type") == "sam":
+        return teacher.get("checkpoint")
+    if teacher.get("type") == "maskrcnn" or "model" in cfg:
+        return cfg.get("load_from")
+    return None
+
+
+def checkpoint_fallback(cfg: Any, name: str) -> str | None:
+    """Apply a stage config's ``without_checkpoint`` overrides when it names no checkpoint.
+
+    A config that fine-tunes official weights (``configs/teachers/sam_vit_b_finetune.py``)
+    may say what to train instead when the user has none; a profile run applies it.
+
+    Returns:
+        One line that says what was substituted, or None (a checkpoint is given, or the
+        config has no fallback).
+    """
+    fallback = cfg.get("without_checkpoint")
+    if not fallback or official_checkpoint(cfg):
+        return None
+    fallback = fallback.to_dict() if hasattr(fallback, "to_dict") else dict(fallback)
+    cfg.merge_from_dict(flatten_options(fallback))
+    cfg.without_checkpoint = None
+    teacher = cfg.get("teacher") or {}
+    train = teacher.get("train") or {}
+    budget = train.get("time_budget_min")
+    what = f"{teacher.get('type', name)} {teacher.get('variant', '')}".strip()
+    return (
+        f"{name}: no official checkpoint (checkpoints.{name}=PATH): training {what} from "
+        f"scratch instead" + (f", {budget:g} min budget" if budget else "")
+    )
+
+
+def flatten_options(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (what ``merge_from_dict`` takes)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_options(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def dataclass_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:

@@ -321,6 +321,7 @@ class StudentTrainer(FlowTrainer):
     @staticmethod
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-pixel weighted cellpose loss; ``target[:, 3]`` is the weight (1 when absent)."""
+        out = out.float()  # in fp32 under bf16 autocast (a no-op on fp32 outputs)
         if target.shape[1] < 4:
             return flow_loss(out, target)
         w = target[:, 3]

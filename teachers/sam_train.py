@@ -18,6 +18,7 @@ F1@0.5 is kept, ``last.pth`` (model + optimizer + RNG) makes ``--resume`` contin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cellfuse.errors import ConfigError
 from cellfuse.instances import centroids
 from cellfuse.nn.checkpoints import save_checkpoint
 from teachers.sam import SAMTeacher
@@ -338,6 +340,7 @@ def train_sam(
     seed: int = 0,
     num_threads: int = 2,
     log_every: int = 25,
+    amp: str | None = None,
 ) -> Path:
     """Train ``teacher.sam`` on labeled samples; returns the best checkpoint (``best.pth``).
 
@@ -366,8 +369,15 @@ def train_sam(
         val_max_images: validate on at most this many (evenly spaced) val images.
         seed: RNG seed; num_threads: torch CPU threads.
         log_every: steps between loss logs.
+        amp: "bf16": encoder, decoder and loss run under bfloat16 autocast on a CUDA device
+            that supports it (losses in fp32); ignored on the CPU (plain fp32 there).
     """
     torch.set_num_threads(num_threads)
+    if amp not in (None, "bf16"):
+        raise ConfigError(f"SAM train.amp must be None or 'bf16', got {amp!r}")
+    bf16 = amp == "bf16" and teacher.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    # re-entered each step: autocast contexts are reusable, nullcontext too
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     work_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -472,21 +482,22 @@ def train_sam(
             if pr is not None:
                 crops.append(img.to(dev))
                 prompts.append({k: v.to(dev) for k, v in pr.items()})
-        with torch.set_grad_enabled(not teacher.freeze_encoder):
+        with autocast, torch.set_grad_enabled(not teacher.freeze_encoder):
             emb = encode(sam, crops)
         loss = torch.zeros((), device=dev)
         for k, pr in enumerate(prompts):
             mask_in = pr.get("mask_in")
-            low, iou = decode(
-                sam,
-                emb[k : k + 1],
-                pr["coords"],
-                pr["labels"],
-                pr.get("boxes"),
-                teacher.multimask,
-                None if mask_in is None else mask_prompt_input(mask_in, sam),
-            )
-            l_k, parts = sam_loss(low, iou, pr["masks"], S)
+            with autocast:
+                low, iou = decode(
+                    sam,
+                    emb[k : k + 1],
+                    pr["coords"],
+                    pr["labels"],
+                    pr.get("boxes"),
+                    teacher.multimask,
+                    None if mask_in is None else mask_prompt_input(mask_in, sam),
+                )
+            l_k, parts = sam_loss(low.float(), iou.float(), pr["masks"], S)
             loss = loss + l_k / len(prompts)
             run["iou"] += parts["iou"] / len(prompts)
         opt.zero_grad(set_to_none=True)

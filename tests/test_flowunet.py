@@ -1,5 +1,6 @@
 """The flow U-Net teacher, its U-Net and its augmentation helpers."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -258,3 +259,23 @@ def test_step_budget_gives_the_same_weights_twice(tmp_path):
 def test_step_budget_rejects_zero_steps():
     with pytest.raises(ConfigError, match="max_steps"):
         FlowUNetTeacher(max_steps=0)
+
+
+def test_bf16_setting_leaves_cpu_training_bit_identical(tmp_path):
+    """amp="bf16" (the full profile's) is for CUDA; on the CPU the weights are the fp32 ones."""
+    samples = list_samples(DEMO / "train", require_labels=True)
+    train, val = samples[:2], samples[2:3]
+    cfg = dict(type="flowunet", net=TINY, crop=64, batch_size=2, max_steps=2, val_every_steps=2)
+    cfg.update(num_threads=1, flow_iters=20, seed=3)
+    states = []
+    for amp in (None, "bf16"):
+        t = build_teacher({**cfg, "amp": amp})
+        assert isinstance(t.autocast(), contextlib.nullcontext)
+        t.fit(train, val, tmp_path / str(amp))
+        states.append(torch.load(tmp_path / str(amp) / "last.pth", weights_only=True))
+    assert all(
+        torch.equal(states[0]["state_dict"][k], states[1]["state_dict"][k])
+        for k in states[0]["state_dict"]
+    )
+    with pytest.raises(ConfigError, match="amp"):
+        FlowUNetTeacher(amp="fp8")

@@ -494,6 +494,7 @@ def test_configs_build_and_download_nothing():
     # the full profile is the model-zoo architecture (so its checkpoints fine-tune)
     full = MODELS.build(Config.fromfile(str(CONFIGS / "maskrcnn_r50_fpn_full.py")).model)
     assert full.roi_head.bbox_head.fc_cls.in_features == 1024
+    assert full.backbone.conv1.out_channels == 64  # R-50's stem: the neck gets 256..2048
 
 
 def test_samples_to_coco_round_trip(disc_split):

@@ -9,7 +9,7 @@ its arguments, sets up logging once and calls one library function.
     cellfuse predict (--onnx MODEL | --checkpoint CKPT) --input P --out DIR  student.predictor
     cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
     cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
-    cellfuse check INPUT [--work DIR] [--threads N] [--json OUT]             cellfuse.check
+    cellfuse check [INPUT] [--work DIR] [--profile NAME] [--json OUT]        cellfuse.check, .app.preflight
     cellfuse check --submission OUT_DIR [--test-images DIR]                  cellfuse.submission
 
 Every config-driven command takes ``--cfg-options k=v ...`` (dotted keys, values parsed as
@@ -266,10 +266,33 @@ def _check(args: argparse.Namespace) -> int:
 def _check_input(args: argparse.Namespace) -> int:
     from cellfuse.check import check_input, print_report
 
-    if args.input is None:
-        raise CellfuseError("cellfuse check: give an INPUT folder or --submission OUT_DIR")
+    if args.input is None and args.profile is None:
+        raise CellfuseError(
+            "cellfuse check: give an INPUT folder, --profile NAME or --submission OUT_DIR"
+        )
     setup_logging()
-    return print_report(check_input(args.input, args.work, threads=args.threads), args.json)
+    status = 0
+    if args.profile is not None:
+        status = _preflight(
+            args.profile, args.input or Path("."), parse_cfg_options(args.cfg_options)
+        )
+    if args.input is not None:
+        report = check_input(args.input, args.work, threads=args.threads)
+        status = max(status, print_report(report, args.json))
+    return status
+
+
+def _preflight(profile: str, input_dir: Path, cfg_options: dict | None) -> int:
+    """Print the profile's preflight lines (cellfuse.app.preflight); 2 on errors."""
+    from cellfuse.app.preflight import preflight
+    from cellfuse.config import load_config, profile_path
+
+    problems = preflight(load_config(profile_path(profile), cfg_options), profile, input_dir)
+    for p in problems:
+        print(p.line, file=sys.stderr)
+    errors = sum(p.level == "error" for p in problems)
+    print(f"profile {profile}: {errors} errors, {len(problems) - errors} warnings on this machine")
+    return 2 if errors else 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -379,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, help="work folder of the run (free-space check)")
     p.add_argument("--threads", type=int, help="reader threads")
     p.add_argument("--json", type=Path, help="also write the input report here")
+    p.add_argument(
+        "--profile",
+        help="also check this machine for the profile (GPU, mmcv ops, checkpoints, memory)",
+    )
+    _add_cfg_options(p)
     p.add_argument(
         "--submission", type=Path, metavar="OUT_DIR", help="check this submission folder"
     )

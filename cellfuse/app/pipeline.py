@@ -1,6 +1,6 @@
 """The main job: an input folder (Med-MLE-bench layout) -> submission + report.
 
-    check -> teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
+    preflight -> check -> teachers -> pseudo-labels (Ray) -> student -> export -> predict -> submission -> evaluate -> report
 
 Each stage records what it was computed from (configs, input files, upstream results) in
 ``work/stages/<stage>.json``; a re-run skips a stage whose record matches and re-runs it
@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 from cellfuse.app.evaluation import evaluate, make_report
-from cellfuse.config import config_text, load_config, profile_path
+from cellfuse.config import (
+    CHECKPOINT_OPTIONS,
+    checkpoint_fallback,
+    config_text,
+    load_config,
+    profile_path,
+)
 from cellfuse.durable import dump_config
 from cellfuse.errors import CellfuseError, LayoutError
 from cellfuse.stages import Run, find_test_labels, folder_signature
@@ -33,9 +39,52 @@ log = logging.getLogger(__name__)
 
 def _stage_config(path: str | Path, run: Run, extra: dict | None = None):
     """Load a stage config with the run's input as its data root."""
-    opts = {"data.root": str(run.input_dir), "data.val": None, "seed": run.cfg.get("seed", 0)}
+    return stage_config(path, run.input_dir, run.cfg.get("seed", 0), extra)
+
+
+def stage_config(
+    path: str | Path,
+    input_dir: str | Path,
+    seed: int = 0,
+    extra: dict | None = None,
+    *,
+    imports: bool = True,
+):
+    """A stage config (teacher or student) as a run loads it: ``data.root`` = the input
+    (``imports``: :func:`cellfuse.config.load_config`)."""
+    opts = {"data.root": str(input_dir), "data.val": None, "seed": seed}
     opts.update(extra or {})
-    return load_config(path, opts)
+    return load_config(path, opts, imports=imports)
+
+
+def teacher_options(profile_cfg, entry) -> dict:
+    """A profile's teacher entry's ``options``, plus its official checkpoint from the
+    profile's ``checkpoints`` (``checkpoints.sam=PATH`` sets the SAM config's
+    ``teacher.checkpoint``, :data:`cellfuse.config.CHECKPOINT_OPTIONS`)."""
+    opts = dict(entry.get("options") or {})
+    path = (profile_cfg.get("checkpoints") or {}).get(entry["name"])
+    if path:
+        key = CHECKPOINT_OPTIONS.get(entry["name"])
+        if key is None:
+            raise LayoutError(
+                f"checkpoints.{entry['name']}: only {sorted(CHECKPOINT_OPTIONS)} take a checkpoint"
+            )
+        opts[key] = str(path)
+    return opts
+
+
+def teacher_stage_config(profile_cfg, entry, input_dir: str | Path, *, imports: bool = True):
+    """The stage config of one of a profile's teachers, as :func:`train_teachers` trains it.
+
+    Returns:
+        ``(cfg, options, note)``: ``note`` is the line saying a fallback replaced a missing
+        official checkpoint (:func:`cellfuse.config.checkpoint_fallback`), or None.
+    """
+    opts = teacher_options(profile_cfg, entry)
+    cfg = stage_config(
+        entry["config"], input_dir, profile_cfg.get("seed", 0), opts, imports=imports
+    )
+    return cfg, opts, checkpoint_fallback(cfg, entry["name"])
 
 
 def train_teachers(run: Run) -> dict:
@@ -46,10 +95,12 @@ def train_teachers(run: Run) -> dict:
     for entry in run.cfg.teachers:
         name = entry["name"]
         work = run.work_dir / "teachers" / name
-        cfg = _stage_config(entry["config"], run, entry.get("options"))
+        cfg, opts, note = teacher_stage_config(run.cfg, entry, run.input_dir)
+        if note:
+            log.warning("%s", note)
         key = [
             config_text(entry["config"]),
-            entry.get("options"),
+            opts or None,
             folder_signature(run.input_dir / "train" / "images"),
             folder_signature(run.input_dir / "train" / "labels"),
         ]
@@ -291,11 +342,13 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
+    from cellfuse.app.preflight import require_preflight
     from cellfuse.check import check_stage
     from cellfuse.durable import clean_stale
 
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
     cfg = load_config(profile_path(profile), cfg_options)
+    require_preflight(cfg, profile, input_dir)  # GPU profiles: device, mmcv ops, weights, memory
     r = Run(input_dir, work_dir, profile, cfg, address)
     t0 = time.time()
     clean_stale(work_dir)  # what a killed run left: temp files, a half-done submission swap
