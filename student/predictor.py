@@ -31,6 +31,8 @@ import logging
 import math
 import os
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ import numpy as np
 from cellfuse.errors import ConfigError, InvalidImageError
 from cellfuse.flow_instances import PostProcess, output_to_instances
 from cellfuse.instances import Instances
-from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, write_labels
+from cellfuse.io import TIFF_SUFFIXES, TiffWindows, image_shape, read_image, write_labels
 from cellfuse.preprocess import (
     Normalizer,
     cell_areas,
@@ -61,6 +63,11 @@ Reader = Callable[[Window], np.ndarray]
 
 #: images above this many pixels are stitched into a disk-backed array by predict_file
 MEMMAP_PX = 16_000_000
+#: images above this many pixels are predicted as a stream by predict_file: read by window,
+#: labels written band by band into a label pyramid (neither is ever held whole)
+STREAM_PX = 100_000_000
+#: rows per band of the streamed labels, also the label pyramid's tile side
+STREAM_BAND = 512
 
 
 # ----------------------------------------------------------------------------- backends
@@ -137,14 +144,19 @@ class _TileBatcher:
         i = self.index[self._key(win)]
         if i not in self.cache:
             todo = list(range(i, min(i + self.pred.batch, len(self.tiles))))
-            outs = self.pred.network([self.read(self.tiles[j].read) for j in todo], self.scale)
+            t0 = time.perf_counter()
+            tiles = [self.read(self.tiles[j].read) for j in todo]
+            self.pred.timing["read"] += time.perf_counter() - t0
+            outs = self.pred.network(tiles, self.scale)
             self.cache.update(zip(todo, outs, strict=True))
         out = self.cache.pop(i)
+        t0 = time.perf_counter()
         inst = output_to_instances(out, self.pred.pp)
         size = (win[0].stop - win[0].start, win[1].stop - win[1].start)
-        if inst.labels.shape == size:
-            return inst
-        return Instances.from_labels(resize_labels(inst.labels, size), inst.scores)
+        if inst.labels.shape != size:
+            inst = Instances.from_labels(resize_labels(inst.labels, size), inst.scores)
+        self.pred.timing["postprocess"] += time.perf_counter() - t0
+        return inst
 
 
 class StudentPredictor:
@@ -199,6 +211,9 @@ class StudentPredictor:
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.rescale_tolerance = float(rescale_tolerance)
         self.estimate_window = int(estimate_window)
+        #: seconds spent reading + normalising tiles ("read"), in the network ("network",
+        #: resizing included) and post-processing ("postprocess"); reset by predict_file
+        self.timing: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ construction
 
@@ -289,9 +304,11 @@ class StudentPredictor:
         Returns:
             one ``3xhxw`` float32 array per tile, ``(h, w) = scaled_shape(tile shape, scale)``.
         """
+        t0 = time.perf_counter()
         shape = scaled_shape(tiles[0].shape[:2], scale)
         x = np.stack([resize_image(t, shape).transpose(2, 0, 1) for t in tiles])
         y = self.backend(pad_to_multiple(np.ascontiguousarray(x, np.float32), self.backend.stride))
+        self.timing["network"] += time.perf_counter() - t0
         return [y[i, :, : shape[0], : shape[1]] for i in range(len(tiles))]
 
     def predict_torch(self, x: Any) -> list[Instances]:
@@ -325,8 +342,7 @@ class StudentPredictor:
         Tiles are cut in the image's own pixels (``tile / scale``) and resized to the
         network scale, so memory is bounded by ``batch`` tiles whatever the scale.
         """
-        tile = max(int(self.tile / scale), 2)
-        overlap = min(int(math.ceil(self.overlap / scale)), tile - 1)
+        tile, overlap = self._image_tiling(scale)
         tiles = tile_grid(shape, tile, overlap)
         batcher = _TileBatcher(self, tiles, read, scale)
         return predict_tiled(
@@ -412,38 +428,99 @@ class StudentPredictor:
         overlap: int | None = None,
         batch: int | None = None,
         progress: bool = True,
+        stream: bool | None = None,
     ) -> dict[str, Any]:
         """Segment an image file of any size and write its labels as a compressed TIFF.
 
-        TIFFs are read window by window (zarr), so memory is bounded by the tiles plus the
-        label image, which above :data:`MEMMAP_PX` pixels lives in a temporary memory-mapped
-        file next to ``out_path``. Labels are written tiled (BigTIFF when needed).
+        TIFFs are read window by window (zarr). In memory (the default up to
+        :data:`STREAM_PX` pixels) the label image is held whole, above :data:`MEMMAP_PX`
+        pixels in a temporary memory-mapped file next to ``out_path``, and written tiled
+        (BigTIFF when needed). As a stream (``stream``, or above :data:`STREAM_PX` pixels)
+        it is never held: :class:`cellfuse.stream.BandStitcher` hands out bands of final
+        labels (globally unique ids, the same partition as in memory) that
+        :func:`cellfuse.pyramid.write_label_pyramid` encodes as they come, so ``out_path``
+        is a tiled pyramidal OME-TIFF whose level 0 is the label image (what any TIFF
+        reader reads) and memory is about ``(STREAM_BAND + tile) x width`` uint32 labels.
 
         Returns:
-            ``{"shape", "n_cells", "scale"}``.
+            ``{"shape", "n_cells", "scale", "stream", "seconds", "s_per_mpx"}``: ``seconds``
+            splits the time into ``read`` (reading + normalising tiles), ``network``
+            (resizing + the network), ``postprocess`` (flows -> cells), ``other``
+            (intensity percentiles, stitching, writing labels) and ``total``; the
+            scale-measuring pass is counted in the first three. In a stream ``n_cells`` counts the ids handed out (a cell entirely
+            overpainted by its neighbours, rare, leaves its id unused).
         """
         old = (self.tile, self.overlap, self.batch)
         self.tile = tile or self.tile
         self.overlap = overlap or self.overlap
         self.batch = batch or self.batch
         try:
-            return self._predict_file(Path(path), Path(out_path), progress)
+            return self._predict_file(Path(path), Path(out_path), progress, stream)
         finally:
             self.tile, self.overlap, self.batch = old
 
-    def _predict_file(self, path: Path, out_path: Path, progress: bool) -> dict[str, Any]:
+    def _predict_file(
+        self, path: Path, out_path: Path, progress: bool, stream: bool | None
+    ) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        self.timing.clear()
         shape = image_shape(path)
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            read_raw: Reader = lambda win: read_image(path, region=win)  # noqa: E731
-        else:  # PNG/JPEG/BMP cannot be read by window: decode once
-            whole = read_image(path, allow_constant=True)
-            read_raw = lambda win: whole[win]  # noqa: E731
+        if stream is None:
+            stream = shape[0] * shape[1] > STREAM_PX
+        with contextlib.ExitStack() as stack:
+            if path.suffix.lower() in TIFF_SUFFIXES:  # by window, from one open file
+                read_raw: Reader = stack.enter_context(TiffWindows(path))
+            else:  # PNG/JPEG/BMP cannot be read by window: decode once
+                whole = read_image(path, allow_constant=True)
+                read_raw = lambda win: whole[win]  # noqa: E731
+            return self._predict_read(read_raw, path, shape, out_path, progress, stream, t_start)
+
+    def _predict_read(
+        self,
+        read_raw: Reader,
+        path: Path,
+        shape: tuple[int, int],
+        out_path: Path,
+        progress: bool,
+        stream: bool,
+        t_start: float,
+    ) -> dict[str, Any]:
         norm = Normalizer.from_reader(read_raw, shape)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         if norm is None:
-            write_labels(out_path, np.zeros(shape, np.uint16))
-            return dict(shape=list(shape), n_cells=0, scale=None)
+            if stream:
+                from cellfuse.pyramid import write_label_pyramid
+
+                empty = (
+                    np.zeros((min(STREAM_BAND, shape[0] - y), shape[1]), np.uint32)
+                    for y in range(0, shape[0], STREAM_BAND)
+                )
+                write_label_pyramid(out_path, empty, shape, tile=STREAM_BAND)
+            else:
+                write_labels(out_path, np.zeros(shape, np.uint16))
+            return dict(shape=list(shape), n_cells=0, scale=None, stream=stream)
         read = lambda win: norm(read_raw(win))  # noqa: E731
+        if stream:
+            n, scale = self._predict_stream(read, shape, out_path, progress)
+        else:
+            n, scale = self._predict_in_memory(read, shape, out_path, progress)
+        log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, n)
+        total = time.perf_counter() - t_start
+        seconds = {k: round(self.timing[k], 3) for k in ("read", "network", "postprocess")}
+        seconds["other"] = round(total - sum(self.timing.values()), 3)
+        seconds["total"] = round(total, 3)
+        return dict(
+            shape=list(shape),
+            n_cells=n,
+            scale=round(scale, 4),
+            stream=stream,
+            seconds=seconds,
+            s_per_mpx=round(total / max(shape[0] * shape[1] / 1e6, 1e-9), 4),
+        )
+
+    def _predict_in_memory(
+        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
+    ) -> tuple[int, float]:
         big = shape[0] * shape[1] > MEMMAP_PX
         with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".labels-") as tmp:
             out = (
@@ -454,11 +531,35 @@ class StudentPredictor:
                 else None
             )
             inst, scale = self._predict_normalised(read, shape, out=out, progress=progress)
-            log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, inst.n)
             write_labels(out_path, inst.labels)
             n = inst.n
             del inst, out
-        return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
+        return n, scale
+
+    def _predict_stream(
+        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
+    ) -> tuple[int, float]:
+        """Labels of a normalised image written band by band as a label pyramid."""
+        from cellfuse.pyramid import write_label_pyramid
+        from cellfuse.stream import BandStitcher
+
+        scale, _ = self.measure_scale(read, shape)
+        tile, overlap = self._image_tiling(scale)
+        tiles = tile_grid(shape, tile, overlap)
+        batcher = _TileBatcher(self, tiles, read, scale)
+        stitcher = BandStitcher(batcher, lambda win: win, shape, band=STREAM_BAND, tiles=tiles)
+        bands: Any = stitcher
+        if progress:
+            from tqdm.auto import tqdm
+
+            bands = tqdm(stitcher, desc="bands", unit="band", total=-(-shape[0] // STREAM_BAND))
+        write_label_pyramid(out_path, bands, shape, tile=STREAM_BAND)
+        return stitcher.n_ids, scale
+
+    def _image_tiling(self, scale: float) -> tuple[int, int]:
+        """(tile, overlap) in the image's own pixels for the network-scale ones at ``scale``."""
+        tile = max(int(self.tile / scale), 2)
+        return tile, min(int(math.ceil(self.overlap / scale)), tile - 1)
 
 
 def _compose(outer: Window, inner: Window) -> Window:
@@ -473,4 +574,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX", "STREAM_PX"]

@@ -117,3 +117,56 @@ def test_predict_torch_batched_twin():
     out = StudentPredictor(OracleBackend()).predict_torch(x)
     for lab, inst in zip(labs, out, strict=True):
         assert evaluate_image(lab, inst.labels, (0.5,))["scores"][0.5]["f1"] == 1.0
+
+
+def _slide(tmp_path, shape=(1100, 1300), n=500, seed=6):
+    lab, img = _disc_image(shape, n, seed=seed)
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, img, tile=(128, 128), photometric="rgb")
+    return lab, img, path
+
+
+def test_stream_equals_in_memory_and_every_level_opens(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    lab, _, path = _slide(tmp_path)
+    # scale measured (not given): both paths run the same measuring pass
+    pred = StudentPredictor(OracleBackend(), nominal_diameter=20.0, tile=256, overlap=64, batch=2)
+    mem = pred.predict_file(path, tmp_path / "mem" / "s_label.tiff", progress=False, stream=False)
+    st = pred.predict_file(path, tmp_path / "st" / "s_label.tiff", progress=False, stream=True)
+    assert st["stream"] and not mem["stream"] and st["scale"] == mem["scale"] != 1.0
+    assert set(st["seconds"]) == {"read", "network", "postprocess", "other", "total"}
+    ref = read_labels(tmp_path / "mem" / "s_label.tiff")
+    with tifffile.TiffFile(tmp_path / "st" / "s_label.tiff") as tif:
+        levels = tif.series[0].levels
+        assert [lv.shape for lv in levels] == [(1100, 1300), (550, 650), (275, 325)]
+        out = levels[0].asarray()
+        assert all(lv.asarray().max() > 0 for lv in levels)
+        z = zarr.open(tif.series[0].aszarr(), mode="r")
+        assert [z[str(i)].shape for i in range(len(levels))] == [lv.shape for lv in levels]
+    assert same_partition(ref, out) and st["n_cells"] >= mem["n_cells"] == len(np.unique(out)) - 1
+    assert evaluate_image(lab, out, (0.5,))["scores"][0.5]["f1"] > 0.99
+
+
+def test_stream_threshold_and_outputs_from_the_stream(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from student.batch import predict_files
+
+    _, _, path = _slide(tmp_path, (700, 800), 200, seed=7)
+    monkeypatch.setattr(predictor_mod, "STREAM_PX", 500_000)  # 0.56 Mpx streams
+    pred = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64)
+    out = tmp_path / "out"
+    fmt = ["ome-tiff", "csv", "geojson"]
+    summary = predict_files(pred, [path], out, key="k", outputs=fmt)
+    row = summary["rows"][0]
+    assert row["status"] == "ok" and row["stream"]
+    assert not (out / "slide_label.tiff").exists()  # became the .ome.tif, not rewritten
+    with tifffile.TiffFile(out / "slide_label.ome.tif") as tif:
+        assert tif.is_ome and len(tif.series[0].levels) == 2
+        labels = tif.series[0].levels[0].asarray()
+    cells = pd.read_csv(out / "slide_cells.csv")
+    assert sorted(cells["id"]) == sorted(np.unique(labels[labels > 0]).tolist())
+    split = summary["seconds_split"]
+    assert 0 < split["network_share"] < 1 and "postprocess_share" in split
+    again = predict_files(pred, [path], out, key="k", outputs=fmt)
+    assert again["skipped"] == 1  # resumes on the streamed outputs

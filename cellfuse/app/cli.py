@@ -203,6 +203,7 @@ def _predict(args: argparse.Namespace) -> int:
         progress=False,
         tile_progress=not args.no_progress,
         outputs=args.outputs,
+        stream=True if args.stream else None,
     )
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "failures")}))
     for error in summary["failures"].values():
@@ -337,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diameter", type=float, help="cell diameter in px (default: measured)")
     p.add_argument("--device", default="auto", help="torch device for --checkpoint")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="write labels band by band into a label pyramid, never holding the image or its "
+        "labels (default: only for images above 100 Mpx)",
+    )
     p.add_argument(
         "--outputs",
         default=["tiff"],
