@@ -174,6 +174,10 @@ class StudentPredictor:
         min_scale, max_scale: bounds of the rescale factor.
         rescale_tolerance: reuse the first (scale 1) pass when the scale is this close to 1.
         estimate_window: side (px) of the windows of the diameter-measuring pass.
+        local_scale: after the pass at the image's scale, re-predict the regions whose
+            cells are of another size at their own scale (:mod:`cellfuse.local_scale`).
+        region, scale_step, region_cells: local scale's region side (image px), scale
+            quantum (log2 units) and fewest cells for a region's own estimate.
         device: for a torch model: "auto", "cpu", "cuda[:i]".
     """
 
@@ -191,6 +195,10 @@ class StudentPredictor:
         max_scale: float = 4.0,
         rescale_tolerance: float = 0.1,
         estimate_window: int = 512,
+        local_scale: bool = False,
+        region: int = 256,
+        scale_step: float = 0.5,
+        region_cells: int = 8,
         device: str = "auto",
     ) -> None:
         if callable(getattr(model, "state_dict", None)):  # a torch module
@@ -211,6 +219,11 @@ class StudentPredictor:
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.rescale_tolerance = float(rescale_tolerance)
         self.estimate_window = int(estimate_window)
+        self.local_scale = bool(local_scale)
+        self.region, self.scale_step = int(region), float(scale_step)
+        self.region_cells = int(region_cells)
+        #: the per-region scales of the last local-scale prediction (None: not run)
+        self.last_region_scales: np.ndarray | None = None
         #: seconds spent reading + normalising tiles ("read"), in the network ("network",
         #: resizing included) and post-processing ("postprocess"); reset by predict_file
         self.timing: Counter[str] = Counter()
@@ -294,6 +307,10 @@ class StudentPredictor:
             max_scale=self.max_scale,
             rescale_tolerance=self.rescale_tolerance,
             estimate_window=self.estimate_window,
+            local_scale=self.local_scale,
+            region=self.region,
+            scale_step=self.scale_step,
+            region_cells=self.region_cells,
         )
 
     # ------------------------------------------------------------------ network
@@ -415,9 +432,105 @@ class StudentPredictor:
         """Measure the scale, then predict (reusing the scale-1 pass when it suffices)."""
         scale, first = self.measure_scale(read, shape)
         if first is not None and abs(scale - 1.0) <= self.rescale_tolerance:
-            return first, scale
-        log.debug("scale %.3f for a %dx%d image", scale, *shape)
-        return self.predict_scaled(read, shape, scale, out=out, progress=progress), scale
+            inst, used = first, 1.0
+        else:
+            log.debug("scale %.3f for a %dx%d image", scale, *shape)
+            inst = self.predict_scaled(read, shape, scale, out=out, progress=progress)
+            used = scale
+        if self.local_scale:
+            inst = self._local_scale(read, shape, inst, used, progress)
+        return inst, scale
+
+    def _local_scale(
+        self, read: Reader, shape: tuple[int, int], base: Instances, s0: float, progress: bool
+    ) -> Instances:
+        """Re-predict the regions whose cells call for another scale than ``s0`` (the scale
+        of ``base``) and stitch them by :mod:`cellfuse.local_scale`'s ownership rule.
+        Returns ``base`` itself when every region keeps ``s0``."""
+        from cellfuse.local_scale import (
+            cell_stats,
+            margin_for,
+            owned_in_core,
+            region_diameters,
+            region_index,
+            region_scales,
+            scale_windows,
+        )
+
+        def windows(scales: np.ndarray, s: float) -> list[tuple[Window, Window]]:
+            return list(scale_windows(scales, s, self.region, shape, margin_for(self.overlap, s)))
+
+        def predict_window(win: Window, s: float) -> Instances:
+            return self.predict_scaled(lambda w: read(_compose(win, w)), _size(win), s)
+
+        t0 = time.perf_counter()
+        area, cent = cell_stats(base.labels)
+        diam = region_diameters(area, cent, shape, self.region, self.region_cells)
+        self.timing["postprocess"] += time.perf_counter() - t0
+        unknown = diam == 0
+        if unknown.any() and abs(math.log2(s0)) >= self.scale_step / 2:
+            # cells far from s0's size may be missed entirely: probe the regions without
+            # cells at the network's own scale (where the first measuring pass looks)
+            areas, cents = [], []
+            for win, core in windows(np.where(unknown, 1.0, s0), 1.0):
+                own, a, c = owned_in_core(predict_window(win, 1.0).labels, win, core, shape)
+                areas.append(a[own])
+                cents.append(c[own])
+            if areas:
+                found = region_diameters(
+                    np.concatenate(areas),
+                    np.concatenate(cents),
+                    shape,
+                    self.region,
+                    self.region_cells,
+                )
+                diam[unknown] = found[unknown]
+        scales = region_scales(
+            diam,
+            s0,
+            self.nominal_diameter,
+            step=self.scale_step,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+        )
+        self.last_region_scales = scales
+        others = [float(s) for s in np.unique(scales) if s != s0]
+        if not others:
+            return base
+        t0 = time.perf_counter()
+        rc = region_index(np.nan_to_num(cent), self.region, scales.shape)
+        keep = (area > 0) & (scales[rc[:, 0], rc[:, 1]] == s0)
+        lut = np.zeros(area.size + 1, np.uint32)
+        lut[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+        labels = lut[base.labels]
+        scores = [base.scores[: area.size][keep]]
+        next_id = int(keep.sum()) + 1
+        self.timing["postprocess"] += time.perf_counter() - t0
+        todo: Any = [(s, win, core) for s in others for win, core in windows(scales, s)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            todo = tqdm(todo, desc="local scale", unit="window", leave=False)
+        for s, win, core in todo:
+            sub = predict_window(win, s)
+            t1 = time.perf_counter()
+            own = owned_in_core(sub.labels, win, core, shape)[0]
+            k = int(own.sum())
+            sub_lut = np.zeros(own.size + 1, np.uint32)
+            sub_lut[1:][own] = np.arange(next_id, next_id + k, dtype=np.uint32)
+            new, window = sub_lut[sub.labels], labels[win]
+            free = (new > 0) & (window == 0)  # first painter wins, as in the tiling
+            window[free] = new[free]
+            scores.append(sub.scores[: own.size][own])
+            next_id += k
+            self.timing["postprocess"] += time.perf_counter() - t1
+        log.info(
+            "local scale: %d of %d regions re-predicted at %s",
+            int((scales != s0).sum()),
+            scales.size,
+            ", ".join(f"{s:.3f}" for s in others),
+        )
+        return Instances.from_labels(labels, np.concatenate(scores))
 
     def predict_file(
         self,
@@ -544,6 +657,8 @@ class StudentPredictor:
         from cellfuse.stream import BandStitcher
 
         scale, _ = self.measure_scale(read, shape)
+        if self.local_scale:
+            log.warning("local scale is not applied to streamed slides yet: one scale, %.3f", scale)
         tile, overlap = self._image_tiling(scale)
         tiles = tile_grid(shape, tile, overlap)
         batcher = _TileBatcher(self, tiles, read, scale)

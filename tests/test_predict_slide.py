@@ -170,3 +170,56 @@ def test_stream_threshold_and_outputs_from_the_stream(tmp_path, monkeypatch):
     assert 0 < split["network_share"] < 1 and "postprocess_share" in split
     again = predict_files(pred, [path], out, key="k", outputs=fmt)
     assert again["skipped"] == 1  # resumes on the streamed outputs
+
+
+class SizeLimitedOracle(OracleBackend):
+    """The oracle, but like a real network it only finds cells near the nominal size:
+    components whose diameter at the network scale is outside 0.45-2.2 x 17 px are missed."""
+
+    def __call__(self, x):
+        out = super().__call__(x)
+        for i, img in enumerate(x):
+            lab, _ = ndi.label(img[0] > 0.5)
+            d = 2 * np.sqrt(np.bincount(lab.ravel()) / np.pi)
+            bad = (d < 0.45 * 17) | (d > 2.2 * 17)
+            bad[0] = False
+            out[i, 0][bad[lab]] = -8.0
+        return out
+
+
+def _two_scale_image():
+    small = disc_labels((512, 512), 300, rmin=3, rmax=5, seed=8)  # d ~ 8
+    big = disc_labels((512, 512), 60, rmin=15, rmax=18, seed=9)  # d ~ 33
+    lab = np.concatenate([small, np.where(big > 0, big + small.max(), 0)], axis=1)
+    img = np.where(lab > 0, 200, 20).astype(np.uint8)
+    img[0, 0] = 255
+    return lab, np.repeat(img[..., None], 3, axis=2)
+
+
+def test_local_scale_mixed_sizes_seam_free():
+    lab, img = _two_scale_image()
+    kw = dict(nominal_diameter=17.0, tile=256, overlap=64, region=128)
+    glob = StudentPredictor(SizeLimitedOracle(), **kw).predict(img)
+    pred = StudentPredictor(SizeLimitedOracle(), local_scale=True, **kw)
+    loc = pred.predict(img)
+    def f1(p, half):
+        return evaluate_image(lab[:, half], p.labels[:, half], (0.5,))["scores"][0.5]["f1"]
+
+    left, right = slice(0, 512), slice(512, 1024)
+    assert f1(glob, left) == f1(loc, left) == 1.0
+    assert f1(glob, right) < 0.1 and f1(loc, right) > 0.97  # big cells missed at one scale
+    assert f1(loc, slice(384, 640)) > 0.97  # no cut or doubled cell where the scale changes
+    scales = pred.last_region_scales
+    assert (scales[:, :4] > 1.5).all() and (scales[:, 4:] < 0.8).all()
+    assert loc.n == len(np.unique(loc.labels)) - 1 and len(loc.scores) == loc.n
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_local_scale_leaves_one_scale_images_unchanged(seed):
+    _, img = _disc_image((700, 900), 300, seed=seed)
+    kw = dict(nominal_diameter=17.0, tile=256, overlap=64, region=128)
+    glob = StudentPredictor(SizeLimitedOracle(), **kw).predict(img)
+    pred = StudentPredictor(SizeLimitedOracle(), local_scale=True, **kw)
+    loc = pred.predict(img)
+    assert (pred.last_region_scales == pred.last_region_scales.flat[0]).all()
+    assert np.array_equal(glob.labels, loc.labels) and np.array_equal(glob.scores, loc.scores)

@@ -184,6 +184,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise LayoutError(f"{src}: no such file or folder")
     overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.local_scale:
+        overrides["local_scale"] = True
     if args.checkpoint:
         pred = StudentPredictor.from_checkpoint(
             args.checkpoint,
@@ -338,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diameter", type=float, help="cell diameter in px (default: measured)")
     p.add_argument("--device", default="auto", help="torch device for --checkpoint")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument(
+        "--local-scale",
+        action="store_true",
+        help="measure the cell size per region and predict each region at its own scale",
+    )
     p.add_argument(
         "--stream",
         action="store_true",
