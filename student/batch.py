@@ -161,16 +161,12 @@ def predict_files(
             rec.update(status="failed", error=err)
         else:
             try:
-                info = predictor.predict_file(
-                    f, label, progress=tile_progress, stream=stream
-                )
+                info = predictor.predict_file(f, label, progress=tile_progress, stream=stream)
                 if set(outputs) - {"tiff"}:
                     from cellfuse.census import slide_outputs
 
                     t1 = time.perf_counter()
-                    info.update(
-                        slide_outputs(f, label, outputs, pyramid=bool(info.get("stream")))
-                    )
+                    info.update(slide_outputs(f, label, outputs, pyramid=bool(info.get("stream"))))
                     info["outputs_seconds"] = round(time.perf_counter() - t1, 3)
             except (CellfuseError, MemoryError, OSError, ValueError, RuntimeError) as exc:
                 text = str(exc) if isinstance(exc, CellfuseError) else f"{f}: {exc!r}"
