@@ -415,12 +415,21 @@ OUTPUT_FORMATS = ("tiff", "ome-tiff", "csv", "geojson")
 
 
 def slide_outputs(
-    image: str | os.PathLike[str], label_tiff: str | os.PathLike[str], formats: list[str]
+    image: str | os.PathLike[str],
+    label_tiff: str | os.PathLike[str],
+    formats: list[str],
+    *,
+    pyramid: bool = False,
 ) -> dict[str, Any]:
     """The outputs ``formats`` (:data:`OUTPUT_FORMATS`) of a predicted label TIFF
     ``<dir>/<id>_label.tiff``: ``<id>_label.ome.tif`` (label pyramid), ``<id>_cells.csv``
     and ``<id>_cells.geojson`` beside it; the label TIFF is removed unless "tiff" is
-    asked. Returns ``{"outputs": [paths]}``."""
+    asked. ``pyramid``: the label TIFF already is a label pyramid (a streamed slide), so
+    it becomes the ``.ome.tif`` (a hard link when both are asked, a copy where links are
+    not supported) instead of being rewritten. The census reads the labels by window in
+    either case. Returns ``{"outputs": [paths]}``."""
+    import shutil
+
     from cellfuse.pyramid import label_tiff_to_pyramid
 
     unknown = set(formats) - set(OUTPUT_FORMATS)
@@ -429,8 +438,9 @@ def slide_outputs(
     label_tiff = Path(label_tiff)
     stem = label_tiff.name.removesuffix(".tiff").removesuffix("_label")
     folder, written = label_tiff.parent, []
-    if "ome-tiff" in formats:
-        written.append(label_tiff_to_pyramid(label_tiff, folder / f"{stem}_label.ome.tif")["path"])
+    ome = folder / f"{stem}_label.ome.tif"
+    if "ome-tiff" in formats and not pyramid:
+        written.append(label_tiff_to_pyramid(label_tiff, ome)["path"])
     if "csv" in formats or "geojson" in formats:
         res = export_cells(
             label_tiff,
@@ -439,9 +449,19 @@ def slide_outputs(
             geojson_path=folder / f"{stem}_cells.geojson" if "geojson" in formats else None,
         )
         written += [p for p in (res["csv"], res["geojson"]) if p]
+    if "ome-tiff" in formats and pyramid:
+        ome.unlink(missing_ok=True)
+        if "tiff" in formats:
+            try:
+                os.link(label_tiff, ome)
+            except OSError:
+                shutil.copyfile(label_tiff, ome)
+        else:
+            os.replace(label_tiff, ome)
+        written.insert(0, str(ome))
     if "tiff" in formats:
         written.insert(0, str(label_tiff))
-    else:
+    elif label_tiff.exists():
         label_tiff.unlink()
     return {"outputs": written}
 

@@ -22,12 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from cellfuse.errors import InvalidImageError
+from cellfuse.errors import ImageReadError, InvalidImageError
 from cellfuse.files import atomic_write, atomic_write_bytes, atomic_write_text
 from cellfuse.image_files import (
+    _TIFF_ERRORS,
     IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
     Region,
+    _check_complete,
+    _first_level,
+    _index,
+    _one_line,
+    _plan_axes,
+    _region_slices,
+    _to_hwc,
     check_file,
     image_shape,
     read_pil_image,
@@ -152,12 +160,70 @@ def _check_values(arr: np.ndarray, path: Path, *, allow_constant: bool) -> None:
         )
 
 
+class TiffWindows:
+    """Windows of a TIFF read as :func:`read_image` reads them (``region=``), from one open
+    file and zarr store: a whole slide read tile by tile pays the header parsing (OME-XML,
+    thousands of IFDs) once instead of per window.
+
+    ::
+
+        with TiffWindows("slide.ome.tif") as win:
+            tile = win((slice(0, 512), slice(0, 512)))    # 512x512xC, the file's dtype
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import tifffile
+        import zarr
+
+        self.path = Path(path)
+        check_file(self.path)
+        try:
+            self._tif = tifffile.TiffFile(self.path)
+        except tifffile.TiffFileError as exc:
+            raise ImageReadError(f"{self.path}: not a valid TIFF ({_one_line(exc)})") from exc
+        try:
+            level = _first_level(self._tif, self.path)
+            self._axes = _plan_axes(level.shape, self.path)
+            self._ndim = len(level.shape)
+            self.shape = (level.shape[self._axes[0]], level.shape[self._axes[1]])
+            _check_complete(self._tif, level, self.path)
+            self._store = self._tif.series[0].aszarr(level=0)
+            node = zarr.open(self._store, mode="r")
+            self._node = node if hasattr(node, "shape") else node["0"]
+        except BaseException:
+            self._tif.close()
+            raise
+
+    def __call__(self, region: Region) -> np.ndarray:
+        ys, xs = _region_slices(region, *self.shape, self.path)
+        try:
+            arr = _to_hwc(
+                np.asarray(self._node[_index(self._ndim, self._axes, ys, xs)]), self._axes
+            )
+        except _TIFF_ERRORS as exc:
+            raise ImageReadError(f"{self.path}: cannot read TIFF ({_one_line(exc)})") from exc
+        if arr.dtype.kind == "f":
+            _replace_non_finite(arr, self.path, window=True, report=None)
+        return arr
+
+    def close(self) -> None:
+        self._store.close()
+        self._tif.close()
+
+    def __enter__(self) -> TiffWindows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "TIFF_SUFFIXES",
     "MAX_CHANNELS",
     "read_image",
     "image_shape",
+    "TiffWindows",
     "read_labels",
     "write_labels",
     "atomic_write",

@@ -70,21 +70,29 @@ def owned_instances(inst: Instances, tile: Tile, shape: tuple[int, int]) -> np.n
     (ry, rx), (cy, cx) = tile.read, tile.core
     c = inst.centroids() + np.array([ry.start, rx.start])
     keep = (c[:, 0] >= cy.start) & (c[:, 0] < cy.stop) & (c[:, 1] >= cx.start) & (c[:, 1] < cx.stop)
-    lab = inst.labels
+    keep[cut_edge_ids(inst.labels, tile.read, shape) - 1] = False
+    return keep
+
+
+def cut_edge_ids(
+    labels: np.ndarray, read: tuple[slice, slice], shape: tuple[int, int]
+) -> np.ndarray:
+    """Sorted int64 ids (> 0) of a window's labels on its cut edges: the sides of the window
+    ``read`` that are not the border of the image of ``shape``."""
+    ry, rx = read
     cut_edges = []
     if ry.start > 0:
-        cut_edges.append(lab[0, :])
+        cut_edges.append(labels[0, :])
     if ry.stop < shape[0]:
-        cut_edges.append(lab[-1, :])
+        cut_edges.append(labels[-1, :])
     if rx.start > 0:
-        cut_edges.append(lab[:, 0])
+        cut_edges.append(labels[:, 0])
     if rx.stop < shape[1]:
-        cut_edges.append(lab[:, -1])
-    if cut_edges:
-        touching = np.unique(np.concatenate(cut_edges))
-        touching = touching[touching > 0].astype(np.int64)
-        keep[touching - 1] = False
-    return keep
+        cut_edges.append(labels[:, -1])
+    if not cut_edges:
+        return np.zeros(0, np.int64)
+    touching = np.unique(np.concatenate(cut_edges))
+    return touching[touching > 0].astype(np.int64)
 
 
 def paint_owned(
@@ -182,6 +190,7 @@ __all__ = [
     "Tile",
     "tile_grid",
     "owned_instances",
+    "cut_edge_ids",
     "paint_owned",
     "predict_tiled",
     "tile_centroid_owner",

@@ -73,6 +73,17 @@ def _append(path: Path, rec: Mapping) -> None:
         os.fsync(fh.fileno())
 
 
+def _shares(split: dict[str, float]) -> dict[str, float]:
+    """Summed per-image seconds (read, network, postprocess, other, total) and the
+    network's and post-processing's shares of the total."""
+    out = {k: round(v, 3) for k, v in split.items()}
+    total = split.get("total", 0.0)
+    if total > 0:
+        out["network_share"] = round(split.get("network", 0.0) / total, 3)
+        out["postprocess_share"] = round(split.get("postprocess", 0.0) / total, 3)
+    return out
+
+
 def predict_files(
     predictor,
     files: Sequence[Path],
@@ -82,6 +93,7 @@ def predict_files(
     progress: bool = False,
     tile_progress: bool = False,
     outputs: Sequence[str] = ("tiff",),
+    stream: bool | None = None,
 ) -> dict[str, Any]:
     """Predict ``files`` into ``out_dir`` (see the module docstring).
 
@@ -94,10 +106,14 @@ def predict_files(
         tile_progress: a per-tile progress bar inside each image.
         outputs: beyond ``tiff``, per image (``ome-tiff``, ``csv``, ``geojson``:
             :func:`cellfuse.census.slide_outputs`), written after each label TIFF.
+        stream: predict every image as a stream (labels band by band into a label pyramid;
+            see ``StudentPredictor.predict_file``); None: images above its size threshold.
 
     Returns:
         ``images``, ``done`` (this run), ``skipped`` (done before), ``failed``, ``failures``
-        (``{id: error}``), ``seconds``, ``s_per_mpx`` (this run's images) and ``rows`` (every
+        (``{id: error}``), ``seconds``, ``s_per_mpx`` (this run's images), ``seconds_split``
+        (this run's time by part, with the network's and post-processing's shares; see
+        ``StudentPredictor.predict_file``) and ``rows`` (every
         image's latest record); also written to ``out_dir/predict.json``.
 
     Raises:
@@ -120,6 +136,7 @@ def predict_files(
     latest = read_journal(journal)
     done = skipped = 0
     px, t_all = 0, time.perf_counter()
+    split: dict[str, float] = {}
     for f in tqdm(files, desc="predict", unit="img", disable=not progress):
         iid, label = f.stem, out / f"{f.stem}_label.tiff"
         try:
@@ -134,7 +151,7 @@ def predict_files(
             and prev.get("status") == "ok"
             and prev.get("model") == key
             and prev.get("file") == fkey
-            and label.is_file()
+            and all(Path(o).is_file() for o in prev.get("outputs") or [label])
         ):
             skipped += 1
             continue
@@ -144,12 +161,12 @@ def predict_files(
             rec.update(status="failed", error=err)
         else:
             try:
-                info = predictor.predict_file(f, label, progress=tile_progress)
+                info = predictor.predict_file(f, label, progress=tile_progress, stream=stream)
                 if set(outputs) - {"tiff"}:
                     from cellfuse.census import slide_outputs
 
                     t1 = time.perf_counter()
-                    info.update(slide_outputs(f, label, outputs))
+                    info.update(slide_outputs(f, label, outputs, pyramid=bool(info.get("stream"))))
                     info["outputs_seconds"] = round(time.perf_counter() - t1, 3)
             except (CellfuseError, MemoryError, OSError, ValueError, RuntimeError) as exc:
                 text = str(exc) if isinstance(exc, CellfuseError) else f"{f}: {exc!r}"
@@ -159,6 +176,9 @@ def predict_files(
             else:
                 rec.update(status="ok", **info)
                 px += info["shape"][0] * info["shape"][1]
+                for k, v in (info.get("seconds") or {}).items():
+                    split[k] = split.get(k, 0.0) + v
+                split["outputs"] = split.get("outputs", 0.0) + info.get("outputs_seconds", 0.0)
                 done += 1
                 log.info(
                     "%s: %d cells in %.2f s", f.name, info["n_cells"], time.perf_counter() - t0
@@ -177,6 +197,7 @@ def predict_files(
         "failures": failures,
         "seconds": round(seconds, 2),
         "s_per_mpx": round(seconds / max(px / 1e6, 1e-9), 3) if px else None,
+        "seconds_split": _shares(split),
         "rows": rows,
     }
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")

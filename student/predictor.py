@@ -31,6 +31,8 @@ import logging
 import math
 import os
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ import numpy as np
 from cellfuse.errors import ConfigError, InvalidImageError
 from cellfuse.flow_instances import PostProcess, output_to_instances
 from cellfuse.instances import Instances
-from cellfuse.io import TIFF_SUFFIXES, image_shape, read_image, write_labels
+from cellfuse.io import TIFF_SUFFIXES, TiffWindows, image_shape, read_image, write_labels
 from cellfuse.preprocess import (
     Normalizer,
     cell_areas,
@@ -61,6 +63,11 @@ Reader = Callable[[Window], np.ndarray]
 
 #: images above this many pixels are stitched into a disk-backed array by predict_file
 MEMMAP_PX = 16_000_000
+#: images above this many pixels are predicted as a stream by predict_file: read by window,
+#: labels written band by band into a label pyramid (neither is ever held whole)
+STREAM_PX = 100_000_000
+#: rows per band of the streamed labels, also the label pyramid's tile side
+STREAM_BAND = 512
 
 
 # ----------------------------------------------------------------------------- backends
@@ -137,14 +144,19 @@ class _TileBatcher:
         i = self.index[self._key(win)]
         if i not in self.cache:
             todo = list(range(i, min(i + self.pred.batch, len(self.tiles))))
-            outs = self.pred.network([self.read(self.tiles[j].read) for j in todo], self.scale)
+            t0 = time.perf_counter()
+            tiles = [self.read(self.tiles[j].read) for j in todo]
+            self.pred.timing["read"] += time.perf_counter() - t0
+            outs = self.pred.network(tiles, self.scale)
             self.cache.update(zip(todo, outs, strict=True))
         out = self.cache.pop(i)
+        t0 = time.perf_counter()
         inst = output_to_instances(out, self.pred.pp)
         size = (win[0].stop - win[0].start, win[1].stop - win[1].start)
-        if inst.labels.shape == size:
-            return inst
-        return Instances.from_labels(resize_labels(inst.labels, size), inst.scores)
+        if inst.labels.shape != size:
+            inst = Instances.from_labels(resize_labels(inst.labels, size), inst.scores)
+        self.pred.timing["postprocess"] += time.perf_counter() - t0
+        return inst
 
 
 class StudentPredictor:
@@ -162,6 +174,10 @@ class StudentPredictor:
         min_scale, max_scale: bounds of the rescale factor.
         rescale_tolerance: reuse the first (scale 1) pass when the scale is this close to 1.
         estimate_window: side (px) of the windows of the diameter-measuring pass.
+        local_scale: after the pass at the image's scale, re-predict the regions whose
+            cells are of another size at their own scale (:mod:`cellfuse.local_scale`).
+        region, scale_step, region_cells: local scale's region side (image px), scale
+            quantum (log2 units) and fewest cells for a region's own estimate.
         device: for a torch model: "auto", "cpu", "cuda[:i]".
     """
 
@@ -179,6 +195,10 @@ class StudentPredictor:
         max_scale: float = 4.0,
         rescale_tolerance: float = 0.1,
         estimate_window: int = 512,
+        local_scale: bool = False,
+        region: int = 256,
+        scale_step: float = 0.5,
+        region_cells: int = 8,
         device: str = "auto",
     ) -> None:
         if callable(getattr(model, "state_dict", None)):  # a torch module
@@ -199,6 +219,14 @@ class StudentPredictor:
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.rescale_tolerance = float(rescale_tolerance)
         self.estimate_window = int(estimate_window)
+        self.local_scale = bool(local_scale)
+        self.region, self.scale_step = int(region), float(scale_step)
+        self.region_cells = int(region_cells)
+        #: the per-region scales of the last local-scale prediction (None: not run)
+        self.last_region_scales: np.ndarray | None = None
+        #: seconds spent reading + normalising tiles ("read"), in the network ("network",
+        #: resizing included) and post-processing ("postprocess"); reset by predict_file
+        self.timing: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ construction
 
@@ -279,6 +307,10 @@ class StudentPredictor:
             max_scale=self.max_scale,
             rescale_tolerance=self.rescale_tolerance,
             estimate_window=self.estimate_window,
+            local_scale=self.local_scale,
+            region=self.region,
+            scale_step=self.scale_step,
+            region_cells=self.region_cells,
         )
 
     # ------------------------------------------------------------------ network
@@ -289,9 +321,11 @@ class StudentPredictor:
         Returns:
             one ``3xhxw`` float32 array per tile, ``(h, w) = scaled_shape(tile shape, scale)``.
         """
+        t0 = time.perf_counter()
         shape = scaled_shape(tiles[0].shape[:2], scale)
         x = np.stack([resize_image(t, shape).transpose(2, 0, 1) for t in tiles])
         y = self.backend(pad_to_multiple(np.ascontiguousarray(x, np.float32), self.backend.stride))
+        self.timing["network"] += time.perf_counter() - t0
         return [y[i, :, : shape[0], : shape[1]] for i in range(len(tiles))]
 
     def predict_torch(self, x: Any) -> list[Instances]:
@@ -325,8 +359,7 @@ class StudentPredictor:
         Tiles are cut in the image's own pixels (``tile / scale``) and resized to the
         network scale, so memory is bounded by ``batch`` tiles whatever the scale.
         """
-        tile = max(int(self.tile / scale), 2)
-        overlap = min(int(math.ceil(self.overlap / scale)), tile - 1)
+        tile, overlap = self._image_tiling(scale)
         tiles = tile_grid(shape, tile, overlap)
         batcher = _TileBatcher(self, tiles, read, scale)
         return predict_tiled(
@@ -399,9 +432,105 @@ class StudentPredictor:
         """Measure the scale, then predict (reusing the scale-1 pass when it suffices)."""
         scale, first = self.measure_scale(read, shape)
         if first is not None and abs(scale - 1.0) <= self.rescale_tolerance:
-            return first, scale
-        log.debug("scale %.3f for a %dx%d image", scale, *shape)
-        return self.predict_scaled(read, shape, scale, out=out, progress=progress), scale
+            inst, used = first, 1.0
+        else:
+            log.debug("scale %.3f for a %dx%d image", scale, *shape)
+            inst = self.predict_scaled(read, shape, scale, out=out, progress=progress)
+            used = scale
+        if self.local_scale:
+            inst = self._local_scale(read, shape, inst, used, progress)
+        return inst, scale
+
+    def _local_scale(
+        self, read: Reader, shape: tuple[int, int], base: Instances, s0: float, progress: bool
+    ) -> Instances:
+        """Re-predict the regions whose cells call for another scale than ``s0`` (the scale
+        of ``base``) and stitch them by :mod:`cellfuse.local_scale`'s ownership rule.
+        Returns ``base`` itself when every region keeps ``s0``."""
+        from cellfuse.local_scale import (
+            cell_stats,
+            margin_for,
+            owned_in_core,
+            region_diameters,
+            region_index,
+            region_scales,
+            scale_windows,
+        )
+
+        def windows(scales: np.ndarray, s: float) -> list[tuple[Window, Window]]:
+            return list(scale_windows(scales, s, self.region, shape, margin_for(self.overlap, s)))
+
+        def predict_window(win: Window, s: float) -> Instances:
+            return self.predict_scaled(lambda w: read(_compose(win, w)), _size(win), s)
+
+        t0 = time.perf_counter()
+        area, cent = cell_stats(base.labels)
+        diam = region_diameters(area, cent, shape, self.region, self.region_cells)
+        self.timing["postprocess"] += time.perf_counter() - t0
+        unknown = diam == 0
+        if unknown.any() and abs(math.log2(s0)) >= self.scale_step / 2:
+            # cells far from s0's size may be missed entirely: probe the regions without
+            # cells at the network's own scale (where the first measuring pass looks)
+            areas, cents = [], []
+            for win, core in windows(np.where(unknown, 1.0, s0), 1.0):
+                own, a, c = owned_in_core(predict_window(win, 1.0).labels, win, core, shape)
+                areas.append(a[own])
+                cents.append(c[own])
+            if areas:
+                found = region_diameters(
+                    np.concatenate(areas),
+                    np.concatenate(cents),
+                    shape,
+                    self.region,
+                    self.region_cells,
+                )
+                diam[unknown] = found[unknown]
+        scales = region_scales(
+            diam,
+            s0,
+            self.nominal_diameter,
+            step=self.scale_step,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+        )
+        self.last_region_scales = scales
+        others = [float(s) for s in np.unique(scales) if s != s0]
+        if not others:
+            return base
+        t0 = time.perf_counter()
+        rc = region_index(np.nan_to_num(cent), self.region, scales.shape)
+        keep = (area > 0) & (scales[rc[:, 0], rc[:, 1]] == s0)
+        lut = np.zeros(area.size + 1, np.uint32)
+        lut[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+        labels = lut[base.labels]
+        scores = [base.scores[: area.size][keep]]
+        next_id = int(keep.sum()) + 1
+        self.timing["postprocess"] += time.perf_counter() - t0
+        todo: Any = [(s, win, core) for s in others for win, core in windows(scales, s)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            todo = tqdm(todo, desc="local scale", unit="window", leave=False)
+        for s, win, core in todo:
+            sub = predict_window(win, s)
+            t1 = time.perf_counter()
+            own = owned_in_core(sub.labels, win, core, shape)[0]
+            k = int(own.sum())
+            sub_lut = np.zeros(own.size + 1, np.uint32)
+            sub_lut[1:][own] = np.arange(next_id, next_id + k, dtype=np.uint32)
+            new, window = sub_lut[sub.labels], labels[win]
+            free = (new > 0) & (window == 0)  # first painter wins, as in the tiling
+            window[free] = new[free]
+            scores.append(sub.scores[: own.size][own])
+            next_id += k
+            self.timing["postprocess"] += time.perf_counter() - t1
+        log.info(
+            "local scale: %d of %d regions re-predicted at %s",
+            int((scales != s0).sum()),
+            scales.size,
+            ", ".join(f"{s:.3f}" for s in others),
+        )
+        return Instances.from_labels(labels, np.concatenate(scores))
 
     def predict_file(
         self,
@@ -412,38 +541,99 @@ class StudentPredictor:
         overlap: int | None = None,
         batch: int | None = None,
         progress: bool = True,
+        stream: bool | None = None,
     ) -> dict[str, Any]:
         """Segment an image file of any size and write its labels as a compressed TIFF.
 
-        TIFFs are read window by window (zarr), so memory is bounded by the tiles plus the
-        label image, which above :data:`MEMMAP_PX` pixels lives in a temporary memory-mapped
-        file next to ``out_path``. Labels are written tiled (BigTIFF when needed).
+        TIFFs are read window by window (zarr). In memory (the default up to
+        :data:`STREAM_PX` pixels) the label image is held whole, above :data:`MEMMAP_PX`
+        pixels in a temporary memory-mapped file next to ``out_path``, and written tiled
+        (BigTIFF when needed). As a stream (``stream``, or above :data:`STREAM_PX` pixels)
+        it is never held: :class:`cellfuse.stream.BandStitcher` hands out bands of final
+        labels (globally unique ids, the same partition as in memory) that
+        :func:`cellfuse.pyramid.write_label_pyramid` encodes as they come, so ``out_path``
+        is a tiled pyramidal OME-TIFF whose level 0 is the label image (what any TIFF
+        reader reads) and memory is about ``(STREAM_BAND + tile) x width`` uint32 labels.
 
         Returns:
-            ``{"shape", "n_cells", "scale"}``.
+            ``{"shape", "n_cells", "scale", "stream", "seconds", "s_per_mpx"}``: ``seconds``
+            splits the time into ``read`` (reading + normalising tiles), ``network``
+            (resizing + the network), ``postprocess`` (flows -> cells), ``other``
+            (intensity percentiles, stitching, writing labels) and ``total``; the
+            scale-measuring pass is counted in the first three. In a stream ``n_cells`` counts the ids handed out (a cell entirely
+            overpainted by its neighbours, rare, leaves its id unused).
         """
         old = (self.tile, self.overlap, self.batch)
         self.tile = tile or self.tile
         self.overlap = overlap or self.overlap
         self.batch = batch or self.batch
         try:
-            return self._predict_file(Path(path), Path(out_path), progress)
+            return self._predict_file(Path(path), Path(out_path), progress, stream)
         finally:
             self.tile, self.overlap, self.batch = old
 
-    def _predict_file(self, path: Path, out_path: Path, progress: bool) -> dict[str, Any]:
+    def _predict_file(
+        self, path: Path, out_path: Path, progress: bool, stream: bool | None
+    ) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        self.timing.clear()
         shape = image_shape(path)
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            read_raw: Reader = lambda win: read_image(path, region=win)  # noqa: E731
-        else:  # PNG/JPEG/BMP cannot be read by window: decode once
-            whole = read_image(path, allow_constant=True)
-            read_raw = lambda win: whole[win]  # noqa: E731
+        if stream is None:
+            stream = shape[0] * shape[1] > STREAM_PX
+        with contextlib.ExitStack() as stack:
+            if path.suffix.lower() in TIFF_SUFFIXES:  # by window, from one open file
+                read_raw: Reader = stack.enter_context(TiffWindows(path))
+            else:  # PNG/JPEG/BMP cannot be read by window: decode once
+                whole = read_image(path, allow_constant=True)
+                read_raw = lambda win: whole[win]  # noqa: E731
+            return self._predict_read(read_raw, path, shape, out_path, progress, stream, t_start)
+
+    def _predict_read(
+        self,
+        read_raw: Reader,
+        path: Path,
+        shape: tuple[int, int],
+        out_path: Path,
+        progress: bool,
+        stream: bool,
+        t_start: float,
+    ) -> dict[str, Any]:
         norm = Normalizer.from_reader(read_raw, shape)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         if norm is None:
-            write_labels(out_path, np.zeros(shape, np.uint16))
-            return dict(shape=list(shape), n_cells=0, scale=None)
+            if stream:
+                from cellfuse.pyramid import write_label_pyramid
+
+                empty = (
+                    np.zeros((min(STREAM_BAND, shape[0] - y), shape[1]), np.uint32)
+                    for y in range(0, shape[0], STREAM_BAND)
+                )
+                write_label_pyramid(out_path, empty, shape, tile=STREAM_BAND)
+            else:
+                write_labels(out_path, np.zeros(shape, np.uint16))
+            return dict(shape=list(shape), n_cells=0, scale=None, stream=stream)
         read = lambda win: norm(read_raw(win))  # noqa: E731
+        if stream:
+            n, scale = self._predict_stream(read, shape, out_path, progress)
+        else:
+            n, scale = self._predict_in_memory(read, shape, out_path, progress)
+        log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, n)
+        total = time.perf_counter() - t_start
+        seconds = {k: round(self.timing[k], 3) for k in ("read", "network", "postprocess")}
+        seconds["other"] = round(total - sum(self.timing.values()), 3)
+        seconds["total"] = round(total, 3)
+        return dict(
+            shape=list(shape),
+            n_cells=n,
+            scale=round(scale, 4),
+            stream=stream,
+            seconds=seconds,
+            s_per_mpx=round(total / max(shape[0] * shape[1] / 1e6, 1e-9), 4),
+        )
+
+    def _predict_in_memory(
+        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
+    ) -> tuple[int, float]:
         big = shape[0] * shape[1] > MEMMAP_PX
         with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".labels-") as tmp:
             out = (
@@ -454,11 +644,37 @@ class StudentPredictor:
                 else None
             )
             inst, scale = self._predict_normalised(read, shape, out=out, progress=progress)
-            log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, inst.n)
             write_labels(out_path, inst.labels)
             n = inst.n
             del inst, out
-        return dict(shape=list(shape), n_cells=n, scale=round(scale, 4))
+        return n, scale
+
+    def _predict_stream(
+        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
+    ) -> tuple[int, float]:
+        """Labels of a normalised image written band by band as a label pyramid."""
+        from cellfuse.pyramid import write_label_pyramid
+        from cellfuse.stream import BandStitcher
+
+        scale, _ = self.measure_scale(read, shape)
+        if self.local_scale:
+            log.warning("local scale is not applied to streamed slides yet: one scale, %.3f", scale)
+        tile, overlap = self._image_tiling(scale)
+        tiles = tile_grid(shape, tile, overlap)
+        batcher = _TileBatcher(self, tiles, read, scale)
+        stitcher = BandStitcher(batcher, lambda win: win, shape, band=STREAM_BAND, tiles=tiles)
+        bands: Any = stitcher
+        if progress:
+            from tqdm.auto import tqdm
+
+            bands = tqdm(stitcher, desc="bands", unit="band", total=-(-shape[0] // STREAM_BAND))
+        write_label_pyramid(out_path, bands, shape, tile=STREAM_BAND)
+        return stitcher.n_ids, scale
+
+    def _image_tiling(self, scale: float) -> tuple[int, int]:
+        """(tile, overlap) in the image's own pixels for the network-scale ones at ``scale``."""
+        tile = max(int(self.tile / scale), 2)
+        return tile, min(int(math.ceil(self.overlap / scale)), tile - 1)
 
 
 def _compose(outer: Window, inner: Window) -> Window:
@@ -473,4 +689,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX"]
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX", "STREAM_PX"]

@@ -117,3 +117,109 @@ def test_predict_torch_batched_twin():
     out = StudentPredictor(OracleBackend()).predict_torch(x)
     for lab, inst in zip(labs, out, strict=True):
         assert evaluate_image(lab, inst.labels, (0.5,))["scores"][0.5]["f1"] == 1.0
+
+
+def _slide(tmp_path, shape=(1100, 1300), n=500, seed=6):
+    lab, img = _disc_image(shape, n, seed=seed)
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, img, tile=(128, 128), photometric="rgb")
+    return lab, img, path
+
+
+def test_stream_equals_in_memory_and_every_level_opens(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    lab, _, path = _slide(tmp_path)
+    # scale measured (not given): both paths run the same measuring pass
+    pred = StudentPredictor(OracleBackend(), nominal_diameter=20.0, tile=256, overlap=64, batch=2)
+    mem = pred.predict_file(path, tmp_path / "mem" / "s_label.tiff", progress=False, stream=False)
+    st = pred.predict_file(path, tmp_path / "st" / "s_label.tiff", progress=False, stream=True)
+    assert st["stream"] and not mem["stream"] and st["scale"] == mem["scale"] != 1.0
+    assert set(st["seconds"]) == {"read", "network", "postprocess", "other", "total"}
+    ref = read_labels(tmp_path / "mem" / "s_label.tiff")
+    with tifffile.TiffFile(tmp_path / "st" / "s_label.tiff") as tif:
+        levels = tif.series[0].levels
+        assert [lv.shape for lv in levels] == [(1100, 1300), (550, 650), (275, 325)]
+        out = levels[0].asarray()
+        assert all(lv.asarray().max() > 0 for lv in levels)
+        z = zarr.open(tif.series[0].aszarr(), mode="r")
+        assert [z[str(i)].shape for i in range(len(levels))] == [lv.shape for lv in levels]
+    assert same_partition(ref, out) and st["n_cells"] >= mem["n_cells"] == len(np.unique(out)) - 1
+    assert evaluate_image(lab, out, (0.5,))["scores"][0.5]["f1"] > 0.99
+
+
+def test_stream_threshold_and_outputs_from_the_stream(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from student.batch import predict_files
+
+    _, _, path = _slide(tmp_path, (700, 800), 200, seed=7)
+    monkeypatch.setattr(predictor_mod, "STREAM_PX", 500_000)  # 0.56 Mpx streams
+    pred = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64)
+    out = tmp_path / "out"
+    fmt = ["ome-tiff", "csv", "geojson"]
+    summary = predict_files(pred, [path], out, key="k", outputs=fmt)
+    row = summary["rows"][0]
+    assert row["status"] == "ok" and row["stream"]
+    assert not (out / "slide_label.tiff").exists()  # became the .ome.tif, not rewritten
+    with tifffile.TiffFile(out / "slide_label.ome.tif") as tif:
+        assert tif.is_ome and len(tif.series[0].levels) == 2
+        labels = tif.series[0].levels[0].asarray()
+    cells = pd.read_csv(out / "slide_cells.csv")
+    assert sorted(cells["id"]) == sorted(np.unique(labels[labels > 0]).tolist())
+    split = summary["seconds_split"]
+    assert 0 < split["network_share"] < 1 and "postprocess_share" in split
+    again = predict_files(pred, [path], out, key="k", outputs=fmt)
+    assert again["skipped"] == 1  # resumes on the streamed outputs
+
+
+class SizeLimitedOracle(OracleBackend):
+    """The oracle, but like a real network it only finds cells near the nominal size:
+    components whose diameter at the network scale is outside 0.45-2.2 x 17 px are missed."""
+
+    def __call__(self, x):
+        out = super().__call__(x)
+        for i, img in enumerate(x):
+            lab, _ = ndi.label(img[0] > 0.5)
+            d = 2 * np.sqrt(np.bincount(lab.ravel()) / np.pi)
+            bad = (d < 0.45 * 17) | (d > 2.2 * 17)
+            bad[0] = False
+            out[i, 0][bad[lab]] = -8.0
+        return out
+
+
+def _two_scale_image():
+    small = disc_labels((512, 512), 300, rmin=3, rmax=5, seed=8)  # d ~ 8
+    big = disc_labels((512, 512), 60, rmin=15, rmax=18, seed=9)  # d ~ 33
+    lab = np.concatenate([small, np.where(big > 0, big + small.max(), 0)], axis=1)
+    img = np.where(lab > 0, 200, 20).astype(np.uint8)
+    img[0, 0] = 255
+    return lab, np.repeat(img[..., None], 3, axis=2)
+
+
+def test_local_scale_mixed_sizes_seam_free():
+    lab, img = _two_scale_image()
+    kw = dict(nominal_diameter=17.0, tile=256, overlap=64, region=128)
+    glob = StudentPredictor(SizeLimitedOracle(), **kw).predict(img)
+    pred = StudentPredictor(SizeLimitedOracle(), local_scale=True, **kw)
+    loc = pred.predict(img)
+    def f1(p, half):
+        return evaluate_image(lab[:, half], p.labels[:, half], (0.5,))["scores"][0.5]["f1"]
+
+    left, right = slice(0, 512), slice(512, 1024)
+    assert f1(glob, left) == f1(loc, left) == 1.0
+    assert f1(glob, right) < 0.1 and f1(loc, right) > 0.97  # big cells missed at one scale
+    assert f1(loc, slice(384, 640)) > 0.97  # no cut or doubled cell where the scale changes
+    scales = pred.last_region_scales
+    assert (scales[:, :4] > 1.5).all() and (scales[:, 4:] < 0.8).all()
+    assert loc.n == len(np.unique(loc.labels)) - 1 and len(loc.scores) == loc.n
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_local_scale_leaves_one_scale_images_unchanged(seed):
+    _, img = _disc_image((700, 900), 300, seed=seed)
+    kw = dict(nominal_diameter=17.0, tile=256, overlap=64, region=128)
+    glob = StudentPredictor(SizeLimitedOracle(), **kw).predict(img)
+    pred = StudentPredictor(SizeLimitedOracle(), local_scale=True, **kw)
+    loc = pred.predict(img)
+    assert (pred.last_region_scales == pred.last_region_scales.flat[0]).all()
+    assert np.array_equal(glob.labels, loc.labels) and np.array_equal(glob.scores, loc.scores)

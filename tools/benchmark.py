@@ -24,6 +24,12 @@
 - ``ray``: pseudo-labelling wall time of the unlabeled pool with 1 and 2 workers in one run
   (``configs/ensemble/pseudo_classical.py``: CPU-only teachers, so the ratio measures Ray,
   not model loading).
+- ``slide_ray`` (not in the default parts; needs a quiet machine): a synthetic slide of
+  ``--slide-size`` px (``tools/make_slide.py`` from the train split) predicted by the
+  student ``--onnx`` (default: the pipeline's export) as a stream in one process (1
+  thread), then by Ray slide blocks (``student.ray_slide``) with 1 and 2 local workers
+  (1 thread each): wall times, the 2-vs-1 speedup and whether all three label pyramids
+  are identical.
 
 The JSON gets one section per part (parts run later are merged into the same file) plus
 the machine, the commit and each part's wall time; ``--readme`` regenerates the results
@@ -52,7 +58,7 @@ from cellfuse.errors import LayoutError  # noqa: E402
 from cellfuse.io import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark")
-PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce")
+PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce", "slide_ray")
 DEFAULT_PARTS = ("pipeline", "ensemble", "speed", "ray")
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -180,6 +186,54 @@ def part_ray(view: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def part_slide_ray(data: Path, work: Path, onnx: str | None, size: int) -> dict[str, Any]:
+    import make_slide
+    import numpy as np
+    import tifffile
+
+    from student.predictor import StudentPredictor
+    from student.ray_slide import RaySlidePredictor
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    onnx = onnx or str(work / "run" / "export" / "student.onnx")
+    if not Path(onnx).is_file():
+        raise LayoutError(f"{onnx}: no exported student (give --onnx)")
+    slide_dir = work / "slide_ray" / f"slide{size}"
+    if not (slide_dir / "slide.ome.tif").is_file():
+        make_slide.main(
+            ["--split", str(data / "train"), "--size", str(size), "--out", str(slide_dir)]
+        )
+    slide = slide_dir / "slide.ome.tif"
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    one = StudentPredictor.from_onnx(onnx, threads=1)
+    runs["single"] = one.predict_file(
+        slide, work / "slide_ray" / "single" / "s_label.tiff", stream=True
+    )
+    runs["single"]["wall"] = round(time.perf_counter() - t0, 2)
+    for n in (1, 2):
+        pred = RaySlidePredictor(onnx, num_workers=n, threads=1)
+        try:
+            pred._start()  # workers up before the clock starts (model loading excluded)
+            t0 = time.perf_counter()
+            runs[f"workers_{n}"] = pred.predict_file(
+                slide, work / "slide_ray" / f"ray{n}" / "s_label.tiff"
+            )
+            runs[f"workers_{n}"]["wall"] = round(time.perf_counter() - t0, 2)
+        finally:
+            pred.close()
+    labels = [
+        tifffile.imread(work / "slide_ray" / d / "s_label.tiff") for d in ("single", "ray1", "ray2")
+    ]
+    return {
+        "size": size,
+        "onnx": onnx,
+        "runs": runs,
+        "speedup_wall": round(runs["workers_1"]["wall"] / runs["workers_2"]["wall"], 3),
+        "identical": all(np.array_equal(labels[0], x) for x in labels[1:]),
+    }
+
+
 def part_scarce_cli(args, data: Path, work: Path) -> dict[str, Any]:
     from bench_scarce import INPUTS, part_scarce, plot
 
@@ -295,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-images", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--onnx", help="student for the slide_ray part (default: the pipeline's)")
+    ap.add_argument("--slide-size", type=int, default=8000, help="slide side for slide_ray")
     ap.add_argument("--readme", action="store_true", help="regenerate README.md's results table")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -316,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "speed": lambda: part_speed(view, work, args.profile, args.speed_images, args.threads),
         "ray": lambda: part_ray(view, work),
         "scarce": lambda: part_scarce_cli(args, data, work),
+        "slide_ray": lambda: part_slide_ray(data, work, args.onnx, args.slide_size),
     }
     for part in args.parts:
         t0 = time.time()

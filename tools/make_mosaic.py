@@ -7,6 +7,10 @@ Images of one modality (default fluorescence) whose median cell diameter lies in
 rotations and flips until the canvas is full; nothing is cut, gaps stay black. Writes
 ``<out>/mosaic.tif`` (tiled 512x512, zlib, BigTIFF when needed) and
 ``<out>/mosaic_label.tiff`` (uint32 ids, tiled), plus ``mosaic.json`` (sources, cells).
+
+``--paste DIR`` also writes ``<out>/pasted/mosaic_label.tiff``: the per-image predictions
+``DIR/<id>_label.tiff`` of the same sources pasted at the same places (same turns and
+flips), the reference a slide prediction of the mosaic is compared with.
 """
 
 import argparse
@@ -40,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--modality", default="fluorescence")
     ap.add_argument("--diameter-range", type=float, nargs=2, default=(10.0, 30.0))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--paste", help="folder of per-image predictions <id>_label.tiff to paste")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     rng = np.random.default_rng(args.seed)
@@ -56,13 +61,16 @@ def main(argv=None):
     n = args.size
     canvas = np.zeros((n, n, 3), np.uint8)
     labels = np.zeros((n, n), np.uint32)
+    pasted = np.zeros((n, n), np.uint32) if args.paste else None
+    pasted_next = 1
     y = x = shelf = 0
     next_id, placed = 1, []
     while True:
         sid, img, lab = pool[rng.integers(len(pool))]
         k = int(rng.integers(4))
         img, lab = np.rot90(img, k), np.rot90(lab, k)
-        if rng.random() < 0.5:
+        flipped = rng.random() < 0.5
+        if flipped:
             img, lab = img[:, ::-1], lab[:, ::-1]
         h, w = lab.shape
         if x + w > n:
@@ -76,6 +84,15 @@ def main(argv=None):
         lut[ids] = np.arange(next_id, next_id + ids.size, dtype=np.uint32)
         labels[y : y + h, x : x + w] = lut[lab]
         next_id += ids.size
+        if pasted is not None:
+            source_shape = (h, w) if k % 2 == 0 else (w, h)  # before the turns
+            pred = read_labels(Path(args.paste) / f"{sid}_label.tiff", shape=source_shape)
+            pred = np.rot90(pred, k)
+            if flipped:
+                pred = pred[:, ::-1]
+            pred = pred.astype(np.uint32)
+            pasted[y : y + h, x : x + w] = np.where(pred > 0, pred + pasted_next - 1, 0)
+            pasted_next += int(pred.max())
         placed.append(sid)
         x, shelf = x + w, max(shelf, h)
     out = Path(args.out)
@@ -90,6 +107,9 @@ def main(argv=None):
         metadata=None,
     )
     write_labels(out / "mosaic_label.tiff", labels)
+    if pasted is not None:
+        (out / "pasted").mkdir(exist_ok=True)
+        write_labels(out / "pasted" / "mosaic_label.tiff", pasted)
     info = dict(size=n, images=len(placed), sources=sorted(set(placed)), cells=next_id - 1)
     (out / "mosaic.json").write_text(json.dumps(info, indent=2) + "\n")
     logging.info("mosaic: %d images, %d cells", len(placed), next_id - 1)

@@ -7,6 +7,7 @@ its arguments, sets up logging once and calls one library function.
     cellfuse distill CONFIG [--work-dir DIR] [--resume]                      student.distill
     cellfuse export CHECKPOINT [--out DIR]                                   student.export
     cellfuse predict (--onnx MODEL | --checkpoint CKPT) --input P --out DIR  student.predictor
+        [--stream] [--local-scale] [--address auto|HOST:PORT] [--workers N]   (student.ray_slide)
     cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
     cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
     cellfuse check [INPUT] [--work DIR] [--profile NAME] [--json OUT]        cellfuse.check, .app.preflight
@@ -184,7 +185,22 @@ def _predict(args: argparse.Namespace) -> int:
         raise LayoutError(f"{src}: no such file or folder")
     overrides = {k: getattr(args, k) for k in ("tile", "overlap", "batch", "diameter")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.checkpoint:
+    if args.local_scale:
+        overrides["local_scale"] = True
+    ray_pred = None
+    if args.address or args.workers:
+        if not args.onnx:
+            raise CellfuseError("--address/--workers (Ray slide blocks) need --onnx")
+        from student.ray_slide import RaySlidePredictor
+
+        pred = ray_pred = RaySlidePredictor(
+            args.onnx,
+            address=args.address,
+            num_workers=args.workers,
+            threads=max(args.threads, 1),
+            overrides=overrides,
+        )
+    elif args.checkpoint:
         pred = StudentPredictor.from_checkpoint(
             args.checkpoint,
             device=args.device,
@@ -195,15 +211,20 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         pred = StudentPredictor.from_onnx(args.onnx, threads=args.threads, **overrides)
     key = model_key(args.checkpoint or args.onnx, {**overrides, "backend": args.backend})
-    summary = predict_files(
-        pred,
-        files,
-        args.out,
-        key=key,
-        progress=False,
-        tile_progress=not args.no_progress,
-        outputs=args.outputs,
-    )
+    try:
+        summary = predict_files(
+            pred,
+            files,
+            args.out,
+            key=key,
+            progress=False,
+            tile_progress=not args.no_progress,
+            outputs=args.outputs,
+            stream=True if args.stream or ray_pred else None,
+        )
+    finally:
+        if ray_pred is not None:
+            ray_pred.close()
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "failures")}))
     for error in summary["failures"].values():
         print(f"error: {error}", file=sys.stderr)
@@ -360,6 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diameter", type=float, help="cell diameter in px (default: measured)")
     p.add_argument("--device", default="auto", help="torch device for --checkpoint")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument(
+        "--address",
+        help="Ray cluster ('auto' or HOST:PORT): slides are split into tile blocks run by "
+        "its workers (streamed labels, identical to one process; needs --onnx)",
+    )
+    p.add_argument("--workers", type=int, help="Ray workers (without --address: a local Ray)")
+    p.add_argument(
+        "--local-scale",
+        action="store_true",
+        help="measure the cell size per region and predict each region at its own scale",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="write labels band by band into a label pyramid, never holding the image or its "
+        "labels (default: only for images above 100 Mpx)",
+    )
     p.add_argument(
         "--outputs",
         default=["tiff"],
