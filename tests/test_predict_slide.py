@@ -202,6 +202,7 @@ def test_local_scale_mixed_sizes_seam_free():
     glob = StudentPredictor(SizeLimitedOracle(), **kw).predict(img)
     pred = StudentPredictor(SizeLimitedOracle(), local_scale=True, **kw)
     loc = pred.predict(img)
+
     def f1(p, half):
         return evaluate_image(lab[:, half], p.labels[:, half], (0.5,))["scores"][0.5]["f1"]
 
