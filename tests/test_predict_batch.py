@@ -26,7 +26,7 @@ class ThresholdPredictor:
     def __init__(self, stop_after=None):
         self.calls, self.stop_after = 0, stop_after
 
-    def predict_file(self, path, out_path, progress=False):
+    def predict_file(self, path, out_path, progress=False, stream=None):
         from scipy import ndimage
 
         self.calls += 1
