@@ -1,6 +1,10 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -18,3 +22,23 @@ def _shared_data() -> Path:
 
 
 SHARED_DATA = _shared_data()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray with 2 CPUs whose workers import the repo and this folder (helpers)."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    temp = tempfile.mkdtemp(prefix="cfray", dir="/tmp")  # short: Ray's socket paths are limited
+    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_AUTH_MODE": "disabled"}},
+        logging_level="WARNING",
+    )
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -164,7 +164,8 @@ def test_slide_outputs_beside_the_label_tiff(tmp_path):
 
 
 def test_predict_tool_writes_the_asked_outputs(tmp_path, monkeypatch):
-    from test_predict_slide import OracleBackend, _disc_image
+    from helpers import OracleBackend
+    from test_predict_slide import _disc_image
 
     from cellfuse.app.cli import main
     from student.predictor import StudentPredictor

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tifffile
-from helpers import disc_labels, same_partition
+from helpers import OracleBackend, disc_labels, same_partition
 from scipy import ndimage as ndi
 
-from cellfuse.flows import FLOW_SCALE, labels_to_flows
 from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
 from cellfuse.preprocess import prepare_image
@@ -14,28 +13,6 @@ from cellfuse.tiling import tile_grid
 from student import predictor as predictor_mod
 from student.model import build_student
 from student.predictor import Normalizer, StudentPredictor
-
-
-class OracleBackend:
-    """A perfect 'network' for bright discs: logits and flows from the labels it sees.
-
-    Like a real network it is local: a disc fully inside a tile gets the same outputs in
-    the tile as in the whole image, so tiled and whole-image predictions must agree exactly.
-    """
-
-    stride = 16
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, x):
-        self.calls.append(x.shape)
-        out = np.zeros((x.shape[0], 3, *x.shape[2:]), np.float32)
-        for i, img in enumerate(x):
-            lab, _ = ndi.label(img[0] > 0.5)
-            out[i, 0] = np.where(lab > 0, 8.0, -8.0)
-            out[i, 1:] = FLOW_SCALE * labels_to_flows(lab)
-        return out
 
 
 def _disc_image(shape, n, seed):

@@ -11,12 +11,10 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from conftest import SHARED_DATA
 from helpers import two_teacher_config
 
@@ -62,23 +60,6 @@ def pixel_digest(image: np.ndarray) -> str:
 def make_cfg(teacher_type="classical", **teacher_kwargs):
     teacher = dict(type=teacher_type, sigma=1.0, min_distance=7, **teacher_kwargs)
     return two_teacher_config(teacher, PLUGIN)
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp = tempfile.mkdtemp(prefix="cfray", dir="/tmp")  # short: Ray's socket paths are limited
-    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp,
-        runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_AUTH_MODE": "disabled"}},
-        logging_level="WARNING",
-    )
-    yield
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture

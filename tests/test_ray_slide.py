@@ -1,62 +1,22 @@
 """Ray slide blocks: the same labels as the single-process streamed path, also when a
 worker is killed mid-slide."""
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-from conftest import ROOT
-from helpers import disc_labels
+from helpers import OracleBackend, disc_labels
 
 ray = pytest.importorskip("ray")
 
 KW = dict(tile=128, overlap=32, batch=2, diameter=17.0)  # block=4: two batches per task
 
 
-class DiscOracle:
-    """A local stand-in network for bright discs (as test_predict_slide's oracle): logits and
-    flows from the components it sees, so a tile's cells are those of the image."""
-
-    stride = 16
-
-    def __call__(self, x):
-        from scipy import ndimage as ndi
-
-        from cellfuse.flows import FLOW_SCALE, labels_to_flows
-
-        out = np.zeros((x.shape[0], 3, *x.shape[2:]), np.float32)
-        for i, img in enumerate(x):
-            lab, _ = ndi.label(img[0] > 0.5)
-            out[i, 0] = np.where(lab > 0, 8.0, -8.0)
-            out[i, 1:] = FLOW_SCALE * labels_to_flows(lab)
-        return out
-
-
 def oracle_predictor():
     from student.predictor import StudentPredictor
 
-    return StudentPredictor(DiscOracle(), **KW)
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp = tempfile.mkdtemp(prefix="cfray", dir="/tmp")
-    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])  # workers import this file
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp,
-        runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_AUTH_MODE": "disabled"}},
-        logging_level="WARNING",
-    )
-    yield
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
+    return StudentPredictor(OracleBackend(), **KW)
 
 
 @pytest.fixture(scope="module")
