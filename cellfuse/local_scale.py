@@ -25,20 +25,26 @@ of ``region x region`` px:
    margin exceeds a cell's radius** (``margin = ceil(overlap / (2 s)) + 1`` image px: cells
    smaller than the overlap at the network scale, the assumption of the tiling itself).
 
-The functions are pure numpy; :class:`student.predictor.StudentPredictor` runs them.
+The functions are pure numpy; :func:`repredict` runs the three steps with any predictor
+(:class:`student.predictor.StudentPredictor` passes its own, ``local_scale=True``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 import numpy as np
 
+from cellfuse.instances import Instances
 from cellfuse.preprocess import equivalent_diameters
 from cellfuse.tiling import cut_edge_ids
 
 Window = tuple[slice, slice]
+log = logging.getLogger(__name__)
 
 
 def cell_stats(labels: np.ndarray, band: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +203,111 @@ def owned_in_core(
     return keep, area, cent
 
 
+def repredict(
+    base: Instances,
+    s0: float,
+    shape: tuple[int, int],
+    predict_window: Callable[[Window, float], Instances],
+    *,
+    nominal: float,
+    overlap: int,
+    region: int = 256,
+    region_cells: int = 8,
+    step: float = 0.5,
+    min_scale: float = 0.25,
+    max_scale: float = 4.0,
+    timing: MutableMapping[str, float] | None = None,
+    progress: bool = False,
+) -> tuple[Instances, np.ndarray]:
+    """Steps 1-3 of the module docstring on a first pass ``base`` predicted at scale ``s0``.
+
+    Args:
+        base: the first pass's cells (the whole image, at ``s0``).
+        shape: the image's ``(H, W)``.
+        predict_window: ``(window, scale) -> Instances`` of that window of the image
+            predicted at that scale (labels in window coordinates).
+        nominal: the network's cell diameter (px); overlap: its tiles' overlap (network px).
+        region, region_cells, step, min_scale, max_scale: as in the module docstring.
+        timing: ``"postprocess"`` seconds are added to it (the network's are the caller's).
+
+    Returns:
+        ``(instances, scales)``: ``base`` itself when every region keeps ``s0``; ``scales``
+        is the per-region scale grid.
+    """
+    timing = timing if timing is not None else {"postprocess": 0.0}
+
+    def windows(scales: np.ndarray, s: float) -> list[tuple[Window, Window]]:
+        return list(scale_windows(scales, s, region, shape, margin_for(overlap, s)))
+
+    t0 = time.perf_counter()
+    area, cent = cell_stats(base.labels)
+    diam = region_diameters(area, cent, shape, region, region_cells)
+    timing["postprocess"] += time.perf_counter() - t0
+    unknown = diam == 0
+    if unknown.any() and abs(math.log2(s0)) >= step / 2:
+        # cells far from s0's size may be missed entirely: probe the regions without
+        # cells at the network's own scale (where the first measuring pass looks)
+        areas, cents = [], []
+        for win, core in windows(np.where(unknown, 1.0, s0), 1.0):
+            own, a, c = owned_in_core(predict_window(win, 1.0).labels, win, core, shape)
+            areas.append(a[own])
+            cents.append(c[own])
+        if areas:
+            found = region_diameters(
+                np.concatenate(areas),
+                np.concatenate(cents),
+                shape,
+                region,
+                region_cells,
+            )
+            diam[unknown] = found[unknown]
+    scales = region_scales(
+        diam,
+        s0,
+        nominal,
+        step=step,
+        min_scale=min_scale,
+        max_scale=max_scale,
+    )
+    others = [float(s) for s in np.unique(scales) if s != s0]
+    if not others:
+        return base, scales
+    t0 = time.perf_counter()
+    rc = region_index(np.nan_to_num(cent), region, scales.shape)
+    keep = (area > 0) & (scales[rc[:, 0], rc[:, 1]] == s0)
+    lut = np.zeros(area.size + 1, np.uint32)
+    lut[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    labels = lut[base.labels]
+    scores = [base.scores[: area.size][keep]]
+    next_id = int(keep.sum()) + 1
+    timing["postprocess"] += time.perf_counter() - t0
+    todo: Any = [(s, win, core) for s in others for win, core in windows(scales, s)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        todo = tqdm(todo, desc="local scale", unit="window", leave=False)
+    for s, win, core in todo:
+        sub = predict_window(win, s)
+        t1 = time.perf_counter()
+        own = owned_in_core(sub.labels, win, core, shape)[0]
+        k = int(own.sum())
+        sub_lut = np.zeros(own.size + 1, np.uint32)
+        sub_lut[1:][own] = np.arange(next_id, next_id + k, dtype=np.uint32)
+        new, window = sub_lut[sub.labels], labels[win]
+        free = (new > 0) & (window == 0)  # first painter wins, as in the tiling
+        window[free] = new[free]
+        scores.append(sub.scores[: own.size][own])
+        next_id += k
+        timing["postprocess"] += time.perf_counter() - t1
+    log.info(
+        "local scale: %d of %d regions re-predicted at %s",
+        int((scales != s0).sum()),
+        scales.size,
+        ", ".join(f"{s:.3f}" for s in others),
+    )
+    return Instances.from_labels(labels, np.concatenate(scores)), scales
+
+
 __all__ = [
     "cell_stats",
     "margin_for",
@@ -204,5 +315,6 @@ __all__ = [
     "region_diameters",
     "region_index",
     "region_scales",
+    "repredict",
     "scale_windows",
 ]

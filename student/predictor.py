@@ -10,7 +10,7 @@ whole slides with bounded memory.
     pred = StudentPredictor.from_onnx("work/export/student.onnx")   # no training code needed
 
 Needs numpy/scipy (+ onnxruntime for an exported model), not torch: a torch student is run
-by :class:`TorchBackend`, which imports torch when it is built.
+by :class:`student.torch_backend.TorchBackend`, which imports torch when it is built.
 
 Pipeline: normalise (:class:`cellfuse.preprocess.Normalizer`: the teachers' per-channel
 1-99.8 percentiles and bright-background inversion, with percentiles that are global to
@@ -25,8 +25,6 @@ overlap, i.e. ``overlap > nominal_diameter`` with margin).
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
 import math
 import os
@@ -42,7 +40,6 @@ import numpy as np
 from cellfuse.errors import ConfigError, InvalidImageError
 from cellfuse.flow_instances import PostProcess, output_to_instances
 from cellfuse.instances import Instances
-from cellfuse.io import TIFF_SUFFIXES, TiffWindows, image_shape, read_image, write_labels
 from cellfuse.preprocess import (
     Normalizer,
     cell_areas,
@@ -55,68 +52,15 @@ from cellfuse.preprocess import (
     scaled_shape,
 )
 from cellfuse.tiling import Tile, predict_tiled, tile_grid
+from student.torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
 
 Window = tuple[slice, slice]
 Reader = Callable[[Window], np.ndarray]
 
-#: images above this many pixels are stitched into a disk-backed array by predict_file
-MEMMAP_PX = 16_000_000
-#: images above this many pixels are predicted as a stream by predict_file: read by window,
-#: labels written band by band into a label pyramid (neither is ever held whole)
-STREAM_PX = 100_000_000
-#: rows per band of the streamed labels, also the label pyramid's tile side
-STREAM_BAND = 512
-
 
 # ----------------------------------------------------------------------------- backends
-
-
-class TorchBackend:
-    """Runs a torch student on ``Bx3xHxW`` float32 numpy batches.
-
-    A private copy of the network is used with its batch norms folded into the convs; on CPU
-    it runs channels-last, on CUDA under bf16 (fp16 when bf16 is unsupported) autocast; the
-    outputs are float32.
-    """
-
-    def __init__(self, net: Any, device: str = "auto", amp: bool = True) -> None:
-        import torch
-
-        from student.model import fuse_batchnorm
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.stride = int(net.stride)
-        self.net = fuse_batchnorm(copy.deepcopy(net).float().eval()).to(self.device)
-        self.channels_last = self.device.type == "cpu"
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.amp_dtype = None
-        if amp and self.device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.run_torch(x).cpu().numpy()
-
-    def run_torch(self, x: Any) -> Any:
-        """``Bx3xHxW`` tensor or array (H, W multiples of :attr:`stride`) -> float32 tensor."""
-        import torch
-
-        t = torch.as_tensor(x, dtype=torch.float32).to(self.device)
-        if self.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        amp = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), amp:
-            y = self.net(t)
-        return y.float().contiguous()
 
 
 # ----------------------------------------------------------------------------- predictor
@@ -445,92 +389,28 @@ class StudentPredictor:
         self, read: Reader, shape: tuple[int, int], base: Instances, s0: float, progress: bool
     ) -> Instances:
         """Re-predict the regions whose cells call for another scale than ``s0`` (the scale
-        of ``base``) and stitch them by :mod:`cellfuse.local_scale`'s ownership rule.
-        Returns ``base`` itself when every region keeps ``s0``."""
-        from cellfuse.local_scale import (
-            cell_stats,
-            margin_for,
-            owned_in_core,
-            region_diameters,
-            region_index,
-            region_scales,
-            scale_windows,
-        )
-
-        def windows(scales: np.ndarray, s: float) -> list[tuple[Window, Window]]:
-            return list(scale_windows(scales, s, self.region, shape, margin_for(self.overlap, s)))
+        of ``base``) at their own scale (:func:`cellfuse.local_scale.repredict`)."""
+        from cellfuse.local_scale import repredict
 
         def predict_window(win: Window, s: float) -> Instances:
             return self.predict_scaled(lambda w: read(_compose(win, w)), _size(win), s)
 
-        t0 = time.perf_counter()
-        area, cent = cell_stats(base.labels)
-        diam = region_diameters(area, cent, shape, self.region, self.region_cells)
-        self.timing["postprocess"] += time.perf_counter() - t0
-        unknown = diam == 0
-        if unknown.any() and abs(math.log2(s0)) >= self.scale_step / 2:
-            # cells far from s0's size may be missed entirely: probe the regions without
-            # cells at the network's own scale (where the first measuring pass looks)
-            areas, cents = [], []
-            for win, core in windows(np.where(unknown, 1.0, s0), 1.0):
-                own, a, c = owned_in_core(predict_window(win, 1.0).labels, win, core, shape)
-                areas.append(a[own])
-                cents.append(c[own])
-            if areas:
-                found = region_diameters(
-                    np.concatenate(areas),
-                    np.concatenate(cents),
-                    shape,
-                    self.region,
-                    self.region_cells,
-                )
-                diam[unknown] = found[unknown]
-        scales = region_scales(
-            diam,
+        inst, self.last_region_scales = repredict(
+            base,
             s0,
-            self.nominal_diameter,
+            shape,
+            predict_window,
+            nominal=self.nominal_diameter,
+            overlap=self.overlap,
+            region=self.region,
+            region_cells=self.region_cells,
             step=self.scale_step,
             min_scale=self.min_scale,
             max_scale=self.max_scale,
+            timing=self.timing,
+            progress=progress,
         )
-        self.last_region_scales = scales
-        others = [float(s) for s in np.unique(scales) if s != s0]
-        if not others:
-            return base
-        t0 = time.perf_counter()
-        rc = region_index(np.nan_to_num(cent), self.region, scales.shape)
-        keep = (area > 0) & (scales[rc[:, 0], rc[:, 1]] == s0)
-        lut = np.zeros(area.size + 1, np.uint32)
-        lut[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-        labels = lut[base.labels]
-        scores = [base.scores[: area.size][keep]]
-        next_id = int(keep.sum()) + 1
-        self.timing["postprocess"] += time.perf_counter() - t0
-        todo: Any = [(s, win, core) for s in others for win, core in windows(scales, s)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            todo = tqdm(todo, desc="local scale", unit="window", leave=False)
-        for s, win, core in todo:
-            sub = predict_window(win, s)
-            t1 = time.perf_counter()
-            own = owned_in_core(sub.labels, win, core, shape)[0]
-            k = int(own.sum())
-            sub_lut = np.zeros(own.size + 1, np.uint32)
-            sub_lut[1:][own] = np.arange(next_id, next_id + k, dtype=np.uint32)
-            new, window = sub_lut[sub.labels], labels[win]
-            free = (new > 0) & (window == 0)  # first painter wins, as in the tiling
-            window[free] = new[free]
-            scores.append(sub.scores[: own.size][own])
-            next_id += k
-            self.timing["postprocess"] += time.perf_counter() - t1
-        log.info(
-            "local scale: %d of %d regions re-predicted at %s",
-            int((scales != s0).sum()),
-            scales.size,
-            ", ".join(f"{s:.3f}" for s in others),
-        )
-        return Instances.from_labels(labels, np.concatenate(scores))
+        return inst
 
     def predict_file(
         self,
@@ -546,9 +426,9 @@ class StudentPredictor:
         """Segment an image file of any size and write its labels as a compressed TIFF.
 
         TIFFs are read window by window (zarr). In memory (the default up to
-        :data:`STREAM_PX` pixels) the label image is held whole, above :data:`MEMMAP_PX`
+        :data:`student.files.STREAM_PX` pixels) the label image is held whole, above :data:`student.files.MEMMAP_PX`
         pixels in a temporary memory-mapped file next to ``out_path``, and written tiled
-        (BigTIFF when needed). As a stream (``stream``, or above :data:`STREAM_PX` pixels)
+        (BigTIFF when needed). As a stream (``stream``, or above :data:`student.files.STREAM_PX` pixels)
         it is never held: :class:`cellfuse.stream.BandStitcher` hands out bands of final
         labels (globally unique ids, the same partition as in memory) that
         :func:`cellfuse.pyramid.write_label_pyramid` encodes as they come, so ``out_path``
@@ -568,108 +448,11 @@ class StudentPredictor:
         self.overlap = overlap or self.overlap
         self.batch = batch or self.batch
         try:
-            return self._predict_file(Path(path), Path(out_path), progress, stream)
+            from student.files import predict_file
+
+            return predict_file(self, Path(path), Path(out_path), progress, stream)
         finally:
             self.tile, self.overlap, self.batch = old
-
-    def _predict_file(
-        self, path: Path, out_path: Path, progress: bool, stream: bool | None
-    ) -> dict[str, Any]:
-        t_start = time.perf_counter()
-        self.timing.clear()
-        shape = image_shape(path)
-        if stream is None:
-            stream = shape[0] * shape[1] > STREAM_PX
-        with contextlib.ExitStack() as stack:
-            if path.suffix.lower() in TIFF_SUFFIXES:  # by window, from one open file
-                read_raw: Reader = stack.enter_context(TiffWindows(path))
-            else:  # PNG/JPEG/BMP cannot be read by window: decode once
-                whole = read_image(path, allow_constant=True)
-                read_raw = lambda win: whole[win]  # noqa: E731
-            return self._predict_read(read_raw, path, shape, out_path, progress, stream, t_start)
-
-    def _predict_read(
-        self,
-        read_raw: Reader,
-        path: Path,
-        shape: tuple[int, int],
-        out_path: Path,
-        progress: bool,
-        stream: bool,
-        t_start: float,
-    ) -> dict[str, Any]:
-        norm = Normalizer.from_reader(read_raw, shape)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        if norm is None:
-            if stream:
-                from cellfuse.pyramid import write_label_pyramid
-
-                empty = (
-                    np.zeros((min(STREAM_BAND, shape[0] - y), shape[1]), np.uint32)
-                    for y in range(0, shape[0], STREAM_BAND)
-                )
-                write_label_pyramid(out_path, empty, shape, tile=STREAM_BAND)
-            else:
-                write_labels(out_path, np.zeros(shape, np.uint16))
-            return dict(shape=list(shape), n_cells=0, scale=None, stream=stream)
-        read = lambda win: norm(read_raw(win))  # noqa: E731
-        if stream:
-            n, scale = self._predict_stream(read, shape, out_path, progress)
-        else:
-            n, scale = self._predict_in_memory(read, shape, out_path, progress)
-        log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, n)
-        total = time.perf_counter() - t_start
-        seconds = {k: round(self.timing[k], 3) for k in ("read", "network", "postprocess")}
-        seconds["other"] = round(total - sum(self.timing.values()), 3)
-        seconds["total"] = round(total, 3)
-        return dict(
-            shape=list(shape),
-            n_cells=n,
-            scale=round(scale, 4),
-            stream=stream,
-            seconds=seconds,
-            s_per_mpx=round(total / max(shape[0] * shape[1] / 1e6, 1e-9), 4),
-        )
-
-    def _predict_in_memory(
-        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
-    ) -> tuple[int, float]:
-        big = shape[0] * shape[1] > MEMMAP_PX
-        with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".labels-") as tmp:
-            out = (
-                np.lib.format.open_memmap(
-                    Path(tmp) / "labels.npy", mode="w+", dtype=np.uint32, shape=shape
-                )
-                if big
-                else None
-            )
-            inst, scale = self._predict_normalised(read, shape, out=out, progress=progress)
-            write_labels(out_path, inst.labels)
-            n = inst.n
-            del inst, out
-        return n, scale
-
-    def _predict_stream(
-        self, read: Reader, shape: tuple[int, int], out_path: Path, progress: bool
-    ) -> tuple[int, float]:
-        """Labels of a normalised image written band by band as a label pyramid."""
-        from cellfuse.pyramid import write_label_pyramid
-        from cellfuse.stream import BandStitcher
-
-        scale, _ = self.measure_scale(read, shape)
-        if self.local_scale:
-            log.warning("local scale is not applied to streamed slides yet: one scale, %.3f", scale)
-        tile, overlap = self._image_tiling(scale)
-        tiles = tile_grid(shape, tile, overlap)
-        batcher = _TileBatcher(self, tiles, read, scale)
-        stitcher = BandStitcher(batcher, lambda win: win, shape, band=STREAM_BAND, tiles=tiles)
-        bands: Any = stitcher
-        if progress:
-            from tqdm.auto import tqdm
-
-            bands = tqdm(stitcher, desc="bands", unit="band", total=-(-shape[0] // STREAM_BAND))
-        write_label_pyramid(out_path, bands, shape, tile=STREAM_BAND)
-        return stitcher.n_ids, scale
 
     def _image_tiling(self, scale: float) -> tuple[int, int]:
         """(tile, overlap) in the image's own pixels for the network-scale ones at ``scale``."""
@@ -689,4 +472,4 @@ def _size(win: Window) -> tuple[int, int]:
     return win[0].stop - win[0].start, win[1].stop - win[1].start
 
 
-__all__ = ["StudentPredictor", "TorchBackend", "Normalizer", "MEMMAP_PX", "STREAM_PX"]
+__all__ = ["StudentPredictor", "TorchBackend", "Normalizer"]

@@ -3,7 +3,7 @@ exported student once each, and are stitched on the driver exactly as one proces
 
 The driver does what is cheap and global: the intensity percentiles
 (:class:`~cellfuse.preprocess.Normalizer`) and the scale-measuring pass, then the tile grid
-of the streamed path (:meth:`StudentPredictor._predict_stream`). The grid's tiles, in
+of the streamed path (:func:`student.files._predict_stream`). The grid's tiles, in
 order, are cut into blocks of ``block`` tiles, a multiple of the predictor's ``batch``, so
 each worker batches the same tiles together as one process would (the network sees the
 same inputs in the same batches: identical outputs). A worker reads its tiles from the
@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from cellfuse.instances import Instances
-from student.predictor import STREAM_BAND, StudentPredictor, _TileBatcher
+from student.files import STREAM_BAND
+from student.predictor import StudentPredictor, _TileBatcher
 
 log = logging.getLogger(__name__)
 

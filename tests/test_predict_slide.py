@@ -10,7 +10,7 @@ from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
 from cellfuse.preprocess import prepare_image
 from cellfuse.tiling import tile_grid
-from student import predictor as predictor_mod
+from student import files as files_mod
 from student.model import build_student
 from student.predictor import Normalizer, StudentPredictor
 
@@ -74,7 +74,7 @@ def test_predict_file_tiff_by_window_with_memmap(tmp_path, monkeypatch):
     lab, img = _disc_image((700, 900), 300, seed=2)
     path = tmp_path / "slide.tif"
     tifffile.imwrite(path, img, tile=(128, 128), photometric="rgb")
-    monkeypatch.setattr(predictor_mod, "MEMMAP_PX", 10_000)  # exercise the disk-backed path
+    monkeypatch.setattr(files_mod, "MEMMAP_PX", 10_000)  # exercise the disk-backed path
     pred = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64, batch=2)
     info = pred.predict_file(path, tmp_path / "out" / "slide_label.tiff", progress=False)
     out = read_labels(tmp_path / "out" / "slide_label.tiff")
@@ -130,7 +130,7 @@ def test_stream_threshold_and_outputs_from_the_stream(tmp_path, monkeypatch):
     from student.batch import predict_files
 
     _, _, path = _slide(tmp_path, (700, 800), 200, seed=7)
-    monkeypatch.setattr(predictor_mod, "STREAM_PX", 500_000)  # 0.56 Mpx streams
+    monkeypatch.setattr(files_mod, "STREAM_PX", 500_000)  # 0.56 Mpx streams
     pred = StudentPredictor(OracleBackend(), diameter=17.0, tile=256, overlap=64)
     out = tmp_path / "out"
     fmt = ["ome-tiff", "csv", "geojson"]
