@@ -8,16 +8,8 @@ from helpers import disc_labels
 
 from cellfuse.app.cli import main
 from cellfuse.io import write_labels
-from ensemble.suggest import (
-    CSV_COLUMNS,
-    choose,
-    measure,
-    report_section,
-    suggest,
-    teacher_outputs,
-    weighted_kmeans,
-    write_outputs,
-)
+from ensemble.suggest import CSV_COLUMNS, choose, measure, suggest, weighted_kmeans
+from ensemble.suggest_report import report_section, teacher_outputs, write_outputs
 
 
 def _image(labels: np.ndarray, kind: str) -> np.ndarray:

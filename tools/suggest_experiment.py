@@ -236,7 +236,8 @@ def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[st
     from cellfuse.io import read_labels
     from cellfuse.layout import find_label
     from cellfuse.metric import evaluate_image
-    from ensemble.suggest import suggest, teacher_outputs
+    from ensemble.suggest import suggest
+    from ensemble.suggest_report import teacher_outputs
 
     res = suggest(pseudo, 1, ids=cands, beta=1)
     score = {it.id: it.score for it in res.ranked}
@@ -269,7 +270,8 @@ def time_suggest(pseudo: Path, split: dict, k: int) -> dict[str, Any]:
     and on the source's own unlabeled images (the pool less the train candidates)."""
     import tempfile
 
-    from ensemble.suggest import pool_entries, suggest, write_outputs
+    from ensemble.suggest import pool_entries, suggest
+    from ensemble.suggest_report import write_outputs
 
     every = [e["id"] for e in pool_entries(pseudo)]
     cands = set(split["unlabeled_from_train"])

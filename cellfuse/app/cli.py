@@ -257,7 +257,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    from ensemble.suggest import suggest_main
+    from ensemble.suggest_report import suggest_main
 
     try:
         return suggest_main(args.rest)

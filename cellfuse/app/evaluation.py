@@ -201,7 +201,7 @@ def make_report(run: Run, truth: Path | None, unlabeled: list[Path]) -> Path:
                         ),
                     )
                 )
-    from ensemble.suggest import report_section
+    from ensemble.suggest_report import report_section
 
     suggested = report_section(run.work_dir / "pseudo", rep, run.cfg.get("suggest_n", 8))
     if suggested is not None:
