@@ -9,6 +9,7 @@ that names it.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,23 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict[str, 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-        first = " ".join(str(exc).split())[:200]
         raise ConfigError(
             f"{path}: not a {what} this code can read safely (tensors and plain containers "
-            f"only): {first}"
+            f"only): {_why(exc)}"
         ) from None
     if not isinstance(ck, dict):
         raise ConfigError(f"{path}: {what} holds a {type(ck).__name__}, expected a dict")
     return ck
+
+
+def _why(exc: BaseException) -> str:
+    """The part of torch's refusal a user needs: the object the pickle would have built
+    (torch's own message is a paragraph of advice to turn the safety off)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return f"it would run {found.group(1)}, refused"
+    return text[:200]
 
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
