@@ -116,7 +116,8 @@ runpy.run_path({tool!r}, run_name="__main__")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401 - a dev install has it: missing fails, not skips
+
     return tiny_student_checkpoint(tmp_path_factory.mktemp("ck") / "best.pth")
 
 

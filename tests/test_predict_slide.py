@@ -88,7 +88,8 @@ def test_predict_file_tiff_by_window_with_memmap(tmp_path, monkeypatch):
 
 
 def test_predict_torch_batched_twin():
-    torch = pytest.importorskip("torch")
+    import torch  # a dev install has it: missing is a failure, not a skip
+
     labs, imgs = zip(*[_disc_image((96, 128), 12, seed=s) for s in (3, 4)], strict=True)
     x = torch.from_numpy(np.stack([prepare_image(i).transpose(2, 0, 1) for i in imgs]))
     out = StudentPredictor(OracleBackend()).predict_torch(x)
@@ -104,7 +105,8 @@ def _slide(tmp_path, shape=(1100, 1300), n=500, seed=6):
 
 
 def test_stream_equals_in_memory_and_every_level_opens(tmp_path):
-    zarr = pytest.importorskip("zarr")
+    import zarr  # a dev install has it: missing is a failure, not a skip
+
     lab, _, path = _slide(tmp_path)
     # scale measured (not given): both paths run the same measuring pass
     pred = StudentPredictor(OracleBackend(), nominal_diameter=20.0, tile=256, overlap=64, batch=2)

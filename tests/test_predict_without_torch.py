@@ -12,14 +12,13 @@ import sys
 import time
 
 import numpy as np
+import onnxruntime  # noqa: F401 - a dev install has it: missing fails, not skips
 import pytest
 import torch
 from conftest import DEMO, ROOT
 
 from cellfuse.io import read_labels
 from cellfuse.layout import image_id, list_images
-
-pytest.importorskip("onnxruntime")
 
 HEAVY = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "segment_anything", "ray")
 

@@ -8,8 +8,6 @@ import pytest
 import tifffile
 from helpers import OracleBackend, disc_labels
 
-ray = pytest.importorskip("ray")
-
 KW = dict(tile=128, overlap=32, batch=2, diameter=17.0)  # block=4: two batches per task
 
 
