@@ -62,9 +62,10 @@ class SlideBlockWorker:
         self._readers: dict[str, Any] = {}
 
     def ping(self) -> str:
-        import socket
+        """The Ray node this worker runs on (its id: two nodes on one host share a name)."""
+        import ray
 
-        return socket.gethostname()
+        return ray.get_runtime_context().get_node_id()
 
     def run(
         self, path: str, norm: dict[str, Any], scale: float, windows: list[Window]
