@@ -314,14 +314,13 @@ def test_demo_config_trains_end_to_end(tmp_path):
 
     from teachers.train import load_config, train_teacher
 
-    cfg = load_config(
-        ROOT / "configs/teachers/sam_demo.py",
-        {"data.root": str(DEMO), "teacher.train.time_budget_min": 1.0},
-    )
+    # the demo's own step budget (1000 steps, ~3 min quiet): masks appear after ~600 steps,
+    # so a shorter budget scores 0.0 and could not tell a working SAM from a broken one
+    cfg = load_config(ROOT / "configs/teachers/sam_demo.py", {"data.root": str(DEMO)})
     ckpt = train_teacher(cfg, tmp_path / "work")
     result = json.loads((tmp_path / "work" / "result.json").read_text())
     assert ckpt.is_file() and result["type"] == "sam"
-    assert 0.0 <= result["val_metrics"]["f1_50"] <= 1.0
+    assert result["val_metrics"]["f1_50"] > 0.3  # the demo SAM scores ~0.6 on its test images
 
 
 def test_box_prompts_frame_the_prompted_cell():
