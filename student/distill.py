@@ -52,7 +52,8 @@ from cellfuse.layout import Sample
 from cellfuse.manifest import list_pseudo
 from cellfuse.nn.augment import sample_crop
 from cellfuse.nn.checkpoints import load_checkpoint
-from cellfuse.nn.flow_training import FlowTrainer, flow_loss, load_npz_cached
+from cellfuse.nn.flow_data import load_npz_cached
+from cellfuse.nn.flow_training import FlowTrainer, flow_loss
 from cellfuse.nn.unet import UNet
 from cellfuse.splits import resolve_splits
 from student.model import VARIANTS, StudentNet, load_student

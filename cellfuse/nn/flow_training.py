@@ -14,18 +14,17 @@ Flow targets are cached per training image under ``work_dir/cache``.
 A model is a subclass that says what differs: :meth:`FlowTrainer.build_net`,
 :meth:`~FlowTrainer.net_stride`, :meth:`~FlowTrainer.predict`,
 :meth:`~FlowTrainer.load` and :meth:`~FlowTrainer.checkpoint_meta`; the student also
-changes the data, the sampling and the loss through the hooks below.
+changes the data and the sampling (the hooks of :class:`cellfuse.nn.flow_data.FlowTrainingData`)
+and the loss (:meth:`~FlowTrainer.train_loss`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +35,16 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cellfuse.errors import ConfigError
-from cellfuse.files import atomic_write
-from cellfuse.flows import FLOW_SCALE, labels_to_flows
+from cellfuse.flows import FLOW_SCALE
 from cellfuse.instances import Instances
-from cellfuse.io import read_image, read_labels
 from cellfuse.layout import Sample
-from cellfuse.modality import modality
 from cellfuse.model_api import validate
-from cellfuse.nn.augment import resize_image_torch, sample_crop
 from cellfuse.nn.checkpoints import load_checkpoint, save_checkpoint
+from cellfuse.nn.flow_data import FlowTrainingData
 from cellfuse.nn.layers import count_parameters
-from cellfuse.preprocess import (
-    median_diameter,
-    prepare_image,
-    resize_labels,
-    scale_for_diameter,
-    scaled_shape,
-)
+from cellfuse.nn.threads import ThreadChooser
 
 log = logging.getLogger(__name__)
-
-CACHE_VERSION = 1
 
 DEFAULT_NET: dict[str, Any] = dict(widths=(16, 32, 64, 128), depth=2, norm="batch", act="relu")
 DEFAULT_COLOR: dict[str, float] = dict(
@@ -78,58 +66,7 @@ def flow_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return flow + cell
 
 
-def load_npz_cached(path: Path | None, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A prepared training item from its ``.npz`` cache, or ``make()`` written there."""
-    if path is not None and path.is_file():
-        with np.load(path) as z:
-            item = {k: z[k] for k in ("image", "target")}
-            item["modality"] = str(z["modality"])
-            item["scale"] = float(z["scale"])
-        return item
-    item = make()
-    if path is not None:
-        with atomic_write(path, "wb") as fh:
-            np.savez(fh, **item)
-    return item
-
-
-class ThreadChooser:
-    """Sets torch's thread count: fixed, or (``n = 0``) the faster of 1 and 2 by timing."""
-
-    PLAN = (1, 1, 2, 2)  # the first step after a switch warms up; the second is timed
-
-    def __init__(self, n: int) -> None:
-        self.auto = n <= 0
-        self.best = 1 if self.auto else n
-        self.plan: list[int] = list(self.PLAN) if self.auto else []
-        self.times: dict[int, float] = {}
-        self.current = 0
-        torch.set_num_threads(self.best)
-
-    def reprobe(self) -> None:
-        if self.auto:
-            self.plan, self.times = list(self.PLAN), {}
-
-    def before_step(self) -> None:
-        self.current = self.plan[0] if self.plan else self.best
-        if torch.get_num_threads() != self.current:
-            torch.set_num_threads(self.current)
-
-    def after_step(self, dt: float) -> None:
-        if not self.plan:
-            return
-        self.plan.pop(0)
-        self.times[self.current] = dt
-        if not self.plan:
-            self.best = min(self.times, key=self.times.get)
-            log.info(
-                "threads: %s s/step -> %d",
-                {k: round(v, 2) for k, v in self.times.items()},
-                self.best,
-            )
-
-
-class FlowTrainer:
+class FlowTrainer(FlowTrainingData):
     """Trains a network that outputs (cell logit, 5 x flows); see module doc.
 
     Args:
@@ -293,98 +230,6 @@ class FlowTrainer:
 
     def _clamp_scale(self, s: float) -> float:
         return float(np.clip(s, self.min_scale, self.max_scale))
-
-    # ------------------------------------------------------------------ training data
-
-    def _cache_key(self, s: Sample) -> str:
-        key = f"{CACHE_VERSION}:{s.image}:{s.label}:{self.nominal_diameter}:{self.min_scale}:{self.max_scale}"
-        return hashlib.sha1(key.encode()).hexdigest()[:16]
-
-    def prepare_sample(self, s: Sample) -> dict[str, Any]:
-        """Image, targets and sampling weight of one training sample at the network scale.
-
-        Returns:
-            dict(image 3xHxW float16, target 3xHxW float16 (cell, dy, dx), modality, scale).
-        """
-        raw = read_image(s.image)
-        return self.prepare_targets(raw, read_labels(s.label, shape=raw.shape[:2]))
-
-    def prepare_targets(
-        self, raw: np.ndarray, labels: np.ndarray, weight: np.ndarray | None = None
-    ) -> dict[str, Any]:
-        """An image and its labels at the network scale, with flow targets.
-
-        Args:
-            raw: HxWxC image as read.
-            labels: HxW instance labels.
-            weight: optional HxW per-pixel loss weight, a 4th target channel.
-
-        Returns:
-            dict(image 3xHxW float16, target (3 or 4)xHxW float16, modality, scale).
-        """
-        d = median_diameter(labels)
-        scale = (
-            scale_for_diameter(self.nominal_diameter, d, self.min_scale, self.max_scale)
-            if d > 0
-            else 1.0
-        )
-        shape = scaled_shape(labels.shape, scale)
-        x = resize_image_torch(prepare_image(raw), shape)
-        lab = resize_labels(labels, shape)
-        channels = [(lab > 0)[None].astype(np.float32), labels_to_flows(lab)]
-        if weight is not None:
-            channels.append(resize_labels(weight, shape)[None])
-        target = np.concatenate(channels)
-        return dict(
-            image=x.transpose(2, 0, 1).astype(np.float16),
-            target=target.astype(np.float16),
-            modality=modality(raw),
-            scale=scale,
-        )
-
-    def prepare_data(self, samples: list[Sample], cache_dir: Path | None) -> list[dict[str, Any]]:
-        """:meth:`prepare_sample` for every sample, cached as ``.npz`` under ``cache_dir``."""
-        out = []
-        if cache_dir is not None:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-        for s in tqdm(samples, desc="flow targets", unit="img", leave=False):
-            path = cache_dir / f"{s.id}-{self._cache_key(s)}.npz" if cache_dir else None
-            out.append(load_npz_cached(path, lambda s=s: self.prepare_sample(s)))
-        return out
-
-    def sampling_weights(self, data: list[dict[str, Any]]) -> np.ndarray:
-        """Per-image probability: modality oversampling x sqrt(area in crops), clipped to [1, 3]."""
-        w = []
-        for d in data:
-            area = d["image"].shape[1] * d["image"].shape[2] / self.crop**2
-            w.append(
-                self.oversample.get(d["modality"], 1.0) * float(np.clip(math.sqrt(area), 1, 3))
-            )
-        w = np.asarray(w, np.float64)
-        return w / w.sum()
-
-    def sampling_schedule(self, data: list[dict[str, Any]]) -> list[tuple[float, np.ndarray]]:
-        """Phases of training as ``(start progress in [0, 1), per-image probabilities)``,
-        in order; the teacher samples one way throughout."""
-        return [(0.0, self.sampling_weights(data))]
-
-    def make_batch(
-        self, data: list[dict[str, Any]], weights: np.ndarray, rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bx3xSxS images and Bx3xSxS targets (cell, dy, dx) of augmented random crops."""
-        imgs, tgts = [], []
-        for i in rng.choice(len(data), size=self.batch_size, p=weights):
-            img, tgt = sample_crop(
-                data[i]["image"].astype(np.float32),
-                data[i]["target"].astype(np.float32),
-                rng,
-                self.crop,
-                self.scale_jitter,
-                self.color,
-            )
-            imgs.append(img)
-            tgts.append(tgt)
-        return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tgts))
 
     @staticmethod
     def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -551,9 +396,7 @@ class FlowTrainer:
 
 __all__ = [
     "FlowTrainer",
-    "ThreadChooser",
     "flow_loss",
-    "load_npz_cached",
     "DEFAULT_NET",
     "DEFAULT_COLOR",
     "DEFAULT_OVERSAMPLE",
