@@ -73,3 +73,31 @@ def test_readme_table_is_rewritten_between_the_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(LayoutError, match="markers"):
         benchmark.update_readme(res, readme)
+
+
+def test_network_part_quantizes_and_times_every_model_and_tile(tmp_path):
+    """tools/bench_network.py on a tiny exported student: both int8 models are written and
+    load, and every (model, tile) row gets a positive time."""
+    import bench_network
+    import numpy as np
+    import tifffile
+
+    from student.export import export_onnx
+    from student.model import StudentNet
+
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4).eval()
+    onnx = tmp_path / "m.onnx"
+    export_onnx(net, onnx, exporter="torchscript", size=64)
+    rng = np.random.default_rng(0)
+    calib = []
+    for i in range(2):
+        calib.append(tmp_path / f"c{i}.tif")
+        tifffile.imwrite(calib[-1], rng.integers(0, 255, (80, 80), dtype=np.uint8))
+    image = rng.integers(0, 255, (1100, 1100), dtype=np.uint8)
+    res = bench_network.part_network(onnx, image, calib, tmp_path, threads=1, rounds=1)
+    assert (tmp_path / "network" / "int8_qdq.onnx").is_file()
+    assert set(res["s_per_mpx"]) == {"fp32", "int8_qdq", "int8_qop"}
+    for row in res["s_per_mpx"].values():
+        assert set(row) == {str(t) for t in bench_network.TILES}
+        assert all(v > 0 for v in row.values())
+    assert set(res["int8_vs_fp32_at_512"]) == {"int8_qdq", "int8_qop"}

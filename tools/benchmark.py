@@ -30,6 +30,9 @@
   thread), then by Ray slide blocks (``student.ray_slide``) with 1 and 2 local workers
   (1 thread each): wall times, the 2-vs-1 speedup and whether all three label pyramids
   are identical.
+- ``network`` (not in the default parts): the exported student's network alone on a
+  2048 x 2048 synthetic slide, fp32 against int8 (onnxruntime static quantisation) at 512,
+  768 and 1024 px tiles (``tools/bench_network.py``).
 
 The JSON gets one section per part (parts run later are merged into the same file) plus
 the machine, the commit and each part's wall time; ``--readme`` regenerates the results
@@ -58,7 +61,7 @@ from cellfuse.errors import LayoutError  # noqa: E402
 from cellfuse.io import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark")
-PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce", "slide_ray")
+PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce", "slide_ray", "network")
 DEFAULT_PARTS = ("pipeline", "ensemble", "speed", "ray")
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -234,6 +237,24 @@ def part_slide_ray(data: Path, work: Path, onnx: str | None, size: int) -> dict[
     }
 
 
+def part_network_cli(data: Path, work: Path, onnx: str | None, threads: int) -> dict[str, Any]:
+    import make_slide
+    import tifffile
+    from bench_network import part_network
+
+    from cellfuse.layout import list_images
+
+    onnx = onnx or str(work / "run" / "export" / "student.onnx")
+    if not Path(onnx).is_file():
+        raise LayoutError(f"{onnx}: no exported student (give --onnx)")
+    slide_dir = work / "network" / "slide2048"
+    if not (slide_dir / "slide.ome.tif").is_file():
+        make_slide.main(["--split", str(data / "train"), "--size", "2048", "--out", str(slide_dir)])
+    image = tifffile.imread(slide_dir / "slide.ome.tif")
+    calib = list_images(data / "unlabeled" / "images")[:16]
+    return part_network(Path(onnx), image, calib, work, threads)
+
+
 def part_scarce_cli(args, data: Path, work: Path) -> dict[str, Any]:
     from bench_scarce import INPUTS, part_scarce, plot
 
@@ -349,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-images", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--onnx", help="student for the slide_ray part (default: the pipeline's)")
+    ap.add_argument(
+        "--onnx", help="student for the slide_ray and network parts (default: the pipeline's)"
+    )
     ap.add_argument("--slide-size", type=int, default=8000, help="slide side for slide_ray")
     ap.add_argument("--readme", action="store_true", help="regenerate README.md's results table")
     args = ap.parse_args(argv)
@@ -373,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         "ray": lambda: part_ray(view, work),
         "scarce": lambda: part_scarce_cli(args, data, work),
         "slide_ray": lambda: part_slide_ray(data, work, args.onnx, args.slide_size),
+        "network": lambda: part_network_cli(data, work, args.onnx, args.threads),
     }
     for part in args.parts:
         t0 = time.time()
