@@ -114,10 +114,14 @@ mmcv_wheel() {
     log "building onedl-mmcv $MMCV_VERSION with CPU ops (once; 25-60 min on 2 cores), cached in $dir" >&2
   fi
   t0=$(date +%s)
-  "$VENV/bin/python" -m pip download -q --no-deps --no-binary :all: "onedl-mmcv==$MMCV_VERSION" -d "$tmp/src" >&2
-  env "${env[@]}" "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps \
-    "$tmp"/src/onedl*mmcv-*.tar.gz -w "$tmp/wheel" >&2
-  mv "$tmp"/wheel/onedl_mmcv-*.whl "$dir"/
+  "$VENV/bin/python" -m pip download -q --no-deps --no-binary :all: "onedl-mmcv==$MMCV_VERSION" -d "$tmp/src" >&2 || exit 1
+  # set -e does not reach inside $(mmcv_wheel): every failure here exits by hand, with one line
+  if ! env "${env[@]}" "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps \
+    "$tmp"/src/onedl*mmcv-*.tar.gz -w "$tmp/wheel" >&2; then
+    log "error: building the $variant mmcv wheel failed after $(( ($(date +%s) - t0) / 60 )) min (the compiler's first error is above; sources kept in $tmp)" >&2
+    exit 1
+  fi
+  mv "$tmp"/wheel/onedl_mmcv-*.whl "$dir"/ || exit 1
   rm -rf "$tmp"
   log "built the $variant mmcv wheel in $(( ($(date +%s) - t0) / 60 )) min" >&2
   ls "$dir"/onedl_mmcv-$MMCV_VERSION-*.whl | head -n1
