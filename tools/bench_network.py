@@ -1,7 +1,7 @@
 """The exported student's network alone on a slide-sized crop: fp32 against int8
 (onnxruntime static quantisation, QDQ and QOperator) at several tile sizes.
 
-    python tools/benchmark.py --parts network --onnx student.onnx [--slide-size 2048]
+    python tools/benchmark.py --parts network --onnx student.onnx
 
 Times are per Mpx of the crop (tile overlap included, as a slide pays it), interleaved over
 rounds, minimum kept: on a busy machine only the ratios between rows count. The int8 models
@@ -83,16 +83,14 @@ def quantize(onnx: Path, calib: list[Path], out_dir: Path, side: int = 256) -> d
 
 
 def _tiles_time(session: Any, x: np.ndarray, tile: int) -> float:
-    """Seconds to run the network over ``x`` (3xHxW) in ``tile`` px tiles overlapping by
-    :data:`OVERLAP` (edge tiles reflect-padded to the full tile, as the predictor does)."""
-    h, w = x.shape[1:]
-    step = tile - OVERLAP
+    """Seconds to run the network over ``x`` (3xHxW) in the predictor's tiles
+    (:func:`cellfuse.tiling.tile_grid`: ``tile`` px overlapping by :data:`OVERLAP`, the last
+    ones shifted inside the image)."""
+    from cellfuse.tiling import tile_grid
+
     t0 = time.perf_counter()
-    for y in range(0, max(1, h - OVERLAP), step):
-        for x0 in range(0, max(1, w - OVERLAP), step):
-            t = x[:, y : y + tile, x0 : x0 + tile]
-            pad = ((0, 0), (0, tile - t.shape[1]), (0, tile - t.shape[2]))
-            session.run(None, {"image": np.pad(t, pad, mode="reflect")[None]})
+    for t in tile_grid(x.shape[1:], tile, OVERLAP):
+        session.run(None, {"image": np.ascontiguousarray(x[(slice(None), *t.read)][None])})
     return time.perf_counter() - t0
 
 
@@ -110,6 +108,8 @@ def part_network(
         for k, p in paths.items()
     }
     x = _network_input(image)
+    if min(x.shape[1:]) < max(TILES):  # a smaller side would be one tile of another size
+        raise ValueError(f"image {x.shape[1:]} is smaller than the largest tile {max(TILES)}")
     mpx = x.shape[1] * x.shape[2] / 1e6
     best: dict[str, dict[str, float]] = {k: {} for k in sessions}
     for _ in range(rounds):  # interleaved, so a busy spell hits every row alike

@@ -189,6 +189,14 @@ def part_ray(view: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def _exported_student(work: Path, onnx: str | None) -> str:
+    """``--onnx``, else the pipeline part's export; an error when there is none."""
+    onnx = onnx or str(work / "run" / "export" / "student.onnx")
+    if not Path(onnx).is_file():
+        raise LayoutError(f"{onnx}: no exported student (give --onnx)")
+    return onnx
+
+
 def part_slide_ray(data: Path, work: Path, onnx: str | None, size: int) -> dict[str, Any]:
     import make_slide
     import numpy as np
@@ -198,9 +206,7 @@ def part_slide_ray(data: Path, work: Path, onnx: str | None, size: int) -> dict[
     from student.ray_slide import RaySlidePredictor
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    onnx = onnx or str(work / "run" / "export" / "student.onnx")
-    if not Path(onnx).is_file():
-        raise LayoutError(f"{onnx}: no exported student (give --onnx)")
+    onnx = _exported_student(work, onnx)
     slide_dir = work / "slide_ray" / f"slide{size}"
     if not (slide_dir / "slide.ome.tif").is_file():
         make_slide.main(
@@ -244,9 +250,7 @@ def part_network_cli(data: Path, work: Path, onnx: str | None, threads: int) -> 
 
     from cellfuse.layout import list_images
 
-    onnx = onnx or str(work / "run" / "export" / "student.onnx")
-    if not Path(onnx).is_file():
-        raise LayoutError(f"{onnx}: no exported student (give --onnx)")
+    onnx = _exported_student(work, onnx)
     slide_dir = work / "network" / "slide2048"
     if not (slide_dir / "slide.ome.tif").is_file():
         make_slide.main(["--split", str(data / "train"), "--size", "2048", "--out", str(slide_dir)])
