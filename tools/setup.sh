@@ -74,7 +74,14 @@ WRAP
 write_cuda_home() {
   local home=$1 nvcc real entry
   nvcc=$(command -v "${NVCC:-nvcc}")
-  real=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+  # the toolkit nvcc itself runs from (its TOP): `nvcc` on PATH may be a symlink or a shell
+  # shim (`exec /usr/local/cuda-13.0/bin/nvcc "$@"` in /usr/local/bin), so no readlink
+  real=${CUDA_HOME:-$(cd /tmp && "$nvcc" --dryrun -c /dev/null -x cu -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n1)}
+  real=$(readlink -f "${real:-$(dirname "$(dirname "$(readlink -f "$nvcc")")")}")
+  if [ ! -f "$real/include/cuda_runtime_api.h" ]; then
+    log "error: no CUDA toolkit headers in $real/include (from $nvcc); set CUDA_HOME to the toolkit" >&2
+    exit 1
+  fi
   mkdir -p "$home/bin"
   for entry in "$real"/*; do [ "$(basename "$entry")" = bin ] || ln -s "$entry" "$home/"; done
   for entry in "$real"/bin/*; do [ "$(basename "$entry")" = nvcc ] || ln -s "$entry" "$home/bin/"; done
