@@ -99,6 +99,17 @@ def _test_images(test_images_dir: str | Path, problems: list[str]) -> dict[str, 
     return images
 
 
+def _shape_problem(key: str, mask: np.ndarray, image: Path) -> str | None:
+    """The one line when ``mask`` is not the test image's HxW (or the image is unreadable)."""
+    try:
+        want = tuple(image_shape(image))
+    except CellfuseError as e:
+        return f"{key}: test image unreadable: {e}"
+    if mask.shape != want:
+        return f"{key}: mask is HxW {mask.shape}, test image is {want}"
+    return None
+
+
 def _mask_getter(predictions: MaskSource) -> Callable[[str], Any]:
     """id -> path, array or ``Instances``-like, or None when there is no prediction."""
     if isinstance(predictions, Mapping):
@@ -216,13 +227,9 @@ def write_submission(
             except CellfuseError as e:
                 problems.append(f"{key}: {e}")
                 continue
-            try:
-                want = tuple(image_shape(images[key]))
-            except CellfuseError as e:
-                problems.append(f"{key}: test image unreadable: {e}")
-                continue
-            if mask.shape != want:
-                problems.append(f"{key}: mask is HxW {mask.shape}, test image is {want}")
+            problem = _shape_problem(key, mask, images[key])
+            if problem:
+                problems.append(problem)
                 continue
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -356,13 +363,9 @@ def check_submission(
             problems.append(f"{key}: mask {rel} has negative ids")
             continue
         if images is not None and key in images:
-            try:
-                want = tuple(image_shape(images[key]))
-            except CellfuseError as e:
-                problems.append(f"{key}: test image unreadable: {e}")
-                continue
-            if mask.shape != want:
-                problems.append(f"{key}: mask is HxW {mask.shape}, test image is {want}")
+            problem = _shape_problem(key, mask, images[key])
+            if problem:
+                problems.append(problem)
     if images is not None:
         problems += [
             f"{k}: test image has no row in {CSV_NAME}" for k in sorted(set(images) - seen)
