@@ -131,6 +131,31 @@ def test_simulate_stain_colours_a_gray_crop_and_keeps_cells_bright():
         assert x[lab > 0].mean() > x[lab == 0].mean() + 0.2  # cells bright on dark
 
 
+def test_stain_off_leaves_the_random_stream_as_before():
+    """Without the stain simulation (absent or 0) colour jitter draws exactly as it did
+    before the option existed, one uniform per augmentation kind: runs without it (every
+    profile but scarce) train on the same random crops as before. The extra draw once
+    changed the demo students' training (issue 18's demo trace)."""
+
+    class Counting:
+        def __init__(self):
+            self.rng, self.calls = np.random.default_rng(0), 0
+
+        def random(self):
+            self.calls += 1
+            return self.rng.random()
+
+    img = np.full((8, 8, 3), 0.5, np.float32)
+    kinds = ("hsv", "shuffle", "gray", "contrast", "invert", "noise")
+    for p in ({}, {"stain": 0.0}, dict.fromkeys(kinds, 0.0) | {"stain": 0}):
+        c = Counting()
+        color_jitter(img, c, p)
+        assert c.calls == len(kinds)
+    c = Counting()
+    color_jitter(img, c, {"stain": 1e-9})  # on: one more draw, whether or not it fires
+    assert c.calls == len(kinds) + 1
+
+
 # ----------------------------------------------------------------------------- teacher
 
 

@@ -143,7 +143,9 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float])
         HxWx3 float32 in [0, 1].
     """
     x = img
-    if rng.random() < p.get("stain", 0.0):
+    # stain off draws nothing: the random stream (and so every run without the stain
+    # simulation) stays what it was before the option existed
+    if p.get("stain", 0.0) > 0 and rng.random() < p["stain"]:
         x = simulate_stain(x, rng)
     if rng.random() < p.get("hsv", 0.0):
         hsv = rgb2hsv(np.clip(x, 0, 1))
