@@ -186,7 +186,13 @@ def plot(res: dict[str, Any], png: Path) -> Path:
         ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(mods))], mods)
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "shift run not done yet", ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "no shift run in this collection\n(docs/scarce.md has the last one)",
+            ha="center",
+            va="center",
+        )
     ax.set_title("Modality shift: fluorescence labels only")
     ax.set_ylabel("F1@0.5")
     fig.tight_layout()
