@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,3 +70,35 @@ def test_a_toolkit_without_headers_is_one_line(tmp_path):
         f"error: no CUDA toolkit headers in {kit}/include (from {shim_dir}/nvcc); "
         "set CUDA_HOME to the toolkit"
     ]
+
+
+def _check_wheel(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "tools" / "check_mmcv_wheel.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_check_mmcv_wheel_without_a_wheel_is_one_line(tmp_path):
+    res = _check_wheel(str(tmp_path / "missing.whl"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: no wheel at {tmp_path / 'missing.whl'} "
+        "(build one: CELLFUSE_MMCV_CUDA=1 bash tools/setup.sh --mmcv-wheel)"
+    ]
+
+
+def test_check_mmcv_wheel_reads_the_cached_cpu_wheel_as_cpu():
+    """setup.sh caches the CPU wheel it installed; the check must read it as CPU-only and
+    still import mmcv.ops from it and run an op."""
+    wheels = Path(os.environ.get("CELLFUSE_WHEELS", Path.home() / ".cache/cellfuse/wheels"))
+    cached = sorted(wheels.glob("onedl_mmcv-*.whl"))
+    if not cached:
+        pytest.skip(f"no CPU mmcv wheel cached in {wheels} (tools/setup.sh puts it there)")
+    res = _check_wheel(str(cached[0]))
+    assert res.returncode == 0, res.stderr
+    assert "section: no CUDA fat binary" in res.stdout
+    assert "has_cuda_kernels: False" in res.stdout
+    assert "nms on CPU tensors keeps [0, 2]" in res.stdout
