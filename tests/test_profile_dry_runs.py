@@ -204,7 +204,7 @@ def test_profile_model_dry_run(profile, name, tiny_input, tmp_path):
     assert inst.labels.shape == (96, 96) and len(inst.scores) == inst.n
 
 
-def test_full_profile_without_sam_checkpoint_trains_the_tiny_sam(tiny_input):
+def test_full_profile_without_sam_checkpoint_configures_the_tiny_sam(tiny_input):
     pcfg = load_config(profile_path("full"))
     entry = next(e for e in pcfg.teachers if e["name"] == "sam")
     cfg, _, note = teacher_stage_config(pcfg, entry, tiny_input)
