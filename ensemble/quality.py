@@ -56,7 +56,7 @@ def _truth_files(truth_dir: Path) -> dict[str, Path]:
     return out
 
 
-def _summarise(per_image: list[dict]) -> dict[str, float]:
+def summarise(per_image: list[dict]) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in THRESHOLDS:
         out[f"f1@{t:g}"] = (
@@ -184,15 +184,15 @@ def pseudo_quality(
         found_any += int(found[np.unique(t[t > 0])].sum())
     out: dict[str, Any] = {"n_images": len(truth), "n_true": n_true, "teachers": {}}
     for name in teachers:
-        out["teachers"][name] = _summarise(scores[name])
-    fused = _summarise(scores["fused"])
+        out["teachers"][name] = summarise(scores[name])
+    fused = summarise(scores["fused"])
     fused["kept_fraction"] = round(confident / clusters, 4) if clusters else 0.0
     fused["ignored_px_fraction"] = round(ignored / total, 4) if total else 0.0
     fused["pixel_accuracy_outside_ignore"] = round(correct / counted, 4) if counted else 0.0
     out["fused"] = fused
-    out["fused_seen"] = {**_summarise(seen), "true_cells_seen": n_seen}
+    out["fused_seen"] = {**summarise(seen), "true_cells_seen": n_seen}
     out["found_by_any"] = round(found_any / n_true, 4) if n_true else 0.0
     if fusion_predict is not None:
-        out["fused_predict"] = _summarise(predicted)
+        out["fused_predict"] = summarise(predicted)
     out["missing"] = {k: len(v) for k, v in missing.items() if v}
     return out

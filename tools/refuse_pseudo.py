@@ -1,0 +1,92 @@
+"""Fuse a pseudo-label run's cached teacher outputs again with a subset of its teachers and
+score the result against truth (analysis: which teachers should vote)::
+
+    python tools/refuse_pseudo.py PSEUDO_DIR TRUTH_DIR [--teachers flowunet ...] \
+        [--config configs/ensemble/scarce.py] [--json OUT]
+
+``--teachers`` keeps the cached outputs whose name starts with one of the given names (so
+``flowunet`` keeps ``flowunet`` and its views ``flowunet@hflip`` ...); the weights are the
+ones the run recorded in its manifest, the fusion parameters the config's ``fusion``. Prints
+F1 of the re-fused confident cells against the truth, against the true cells outside the new
+ignore mask (``seen``), and the kept share of clusters. Only images with a truth file count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cellfuse.app.cli import print_json
+from cellfuse.config import load_config
+from cellfuse.errors import ConfigError, LayoutError
+from cellfuse.instances import Instances
+from cellfuse.io import read_labels
+from cellfuse.metric import evaluate_image
+from ensemble.fusion import FusionParams, fuse
+from ensemble.manifest import Manifest
+from ensemble.quality import THRESHOLDS, seen_truth, summarise
+from ensemble.worker import cache_files
+
+
+def refuse_quality(pseudo_dir: Path, truth_dir: Path, params: FusionParams, teachers=None) -> dict:
+    entries = Manifest(pseudo_dir / "manifest.jsonl").latest()
+    full, seen, kept, clusters, used = [], [], 0, 0, set()
+    for tpath in sorted(truth_dir.glob("*_label.tiff")):
+        iid = tpath.name[: -len("_label.tiff")]
+        if iid not in entries:
+            raise LayoutError(f"{iid}: not in {pseudo_dir / 'manifest.jsonl'}")
+        preds, weights = [], []
+        for name, t in (entries[iid].get("teachers") or {}).items():
+            if teachers and name.split("@")[0] not in teachers and name not in teachers:
+                continue
+            lab, meta = cache_files(pseudo_dir, name, iid)
+            scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
+            preds.append(Instances(read_labels(lab), scores))
+            weights.append(float(t["weight"]))
+            used.add(name)
+        if not preds:
+            raise ConfigError(f"{iid}: no cached output of {teachers} in {pseudo_dir / 'cache'}")
+        res = fuse(preds, weights, params)
+        truth = read_labels(tpath)
+        full.append(evaluate_image(truth, res.instances.labels, THRESHOLDS)["scores"])
+        seen.append(
+            evaluate_image(seen_truth(truth, res.ignore), res.instances.labels, THRESHOLDS)[
+                "scores"
+            ]
+        )
+        kept += res.stats.get("confident", 0)
+        clusters += res.stats.get("clusters", 0)
+    return {
+        "n_images": len(full),
+        "teachers": sorted(used),
+        "fused": {
+            **summarise(full),
+            "kept_fraction": round(kept / clusters, 4) if clusters else 0.0,
+        },
+        "fused_seen": summarise(seen),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("pseudo_dir", type=Path)
+    ap.add_argument("truth_dir", type=Path)
+    ap.add_argument("--teachers", nargs="+", help="teacher names to keep (default: all)")
+    ap.add_argument("--config", default="configs/ensemble/scarce.py", help="fusion parameters")
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args(argv)
+    params = FusionParams.from_config(load_config(args.config))
+    return print_json(
+        refuse_quality(args.pseudo_dir, args.truth_dir, params, args.teachers), args.json
+    )
+
+
+if __name__ == "__main__":
+    from cellfuse.entry import run_tool
+
+    raise SystemExit(run_tool(main))
