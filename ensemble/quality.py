@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from cellfuse.errors import CellfuseError
 from cellfuse.instances import Instances
 from cellfuse.io import read_labels
 from cellfuse.layout import find_label
+
+if TYPE_CHECKING:
+    from ensemble.fusion import FusionResult
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +85,26 @@ def seen_truth(truth: np.ndarray, ignore: np.ndarray, frac: float = 0.5) -> np.n
     return np.where(drop[truth], 0, truth)
 
 
-def refuse_from_cache(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray | None:
-    """Fuse one image's cached teacher outputs again (weights from its manifest ``entry``);
-    None when a teacher's cache is missing or unreadable."""
+def keeps_teacher(name: str, teachers: Sequence[str] | None) -> bool:
+    """Whether a cached output named ``name`` (e.g. ``flowunet@hflip``) belongs to one of
+    ``teachers`` (all when None): a teacher keeps its test-time views."""
+    return not teachers or name in teachers or name.split("@")[0] in teachers
+
+
+def refuse_from_cache(
+    pseudo_dir: Path, entry: dict, params: Any, teachers: Sequence[str] | None = None
+) -> FusionResult | None:
+    """Fuse one image's cached teacher outputs again (weights from its manifest ``entry``),
+    only those of ``teachers`` when given (a name keeps its test-time views too: ``flowunet``
+    keeps ``flowunet@hflip``); None when a teacher's cache is missing or unreadable, or none
+    is left."""
     from ensemble.fusion import fuse
     from ensemble.worker import cache_files
 
     preds, weights = [], []
     for name, t in (entry.get("teachers") or {}).items():
+        if not keeps_teacher(name, teachers):
+            continue
         lab, meta = cache_files(pseudo_dir, name, entry["id"])
         try:
             scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
@@ -97,7 +113,7 @@ def refuse_from_cache(pseudo_dir: Path, entry: dict, params: Any) -> np.ndarray 
             logger.warning("%s: cannot re-fuse, cache of %s: %s", entry["id"], name, exc)
             return None
         weights.append(float(t["weight"]))
-    return fuse(preds, weights, params).instances.labels if preds else None
+    return fuse(preds, weights, params) if preds else None
 
 
 def pseudo_quality(
@@ -171,7 +187,8 @@ def pseudo_quality(
             seen.append(evaluate_image(t_seen, p, THRESHOLDS)["scores"])
             if fusion_predict is not None:
                 entry = entries.get(iid)
-                full = refuse_from_cache(pseudo_dir, entry, fusion_predict) if entry else None
+                res = refuse_from_cache(pseudo_dir, entry, fusion_predict) if entry else None
+                full = res.instances.labels if res is not None else None
                 if full is None:
                     missing.setdefault("fused_predict", []).append(iid)
                     full = np.zeros_like(t)

@@ -4,8 +4,9 @@ score the result against truth (analysis: which teachers should vote)::
     python tools/refuse_pseudo.py PSEUDO_DIR TRUTH_DIR [--teachers flowunet ...] \
         [--config configs/ensemble/scarce.py] [--json OUT]
 
-``--teachers`` keeps the cached outputs whose name starts with one of the given names (so
-``flowunet`` keeps ``flowunet`` and its views ``flowunet@hflip`` ...); the weights are the
+``--teachers`` keeps the cached outputs of the given teachers, each with its test-time
+views (``flowunet`` keeps ``flowunet@hflip`` ...; see ensemble/quality.py
+``refuse_from_cache``); the weights are the
 ones the run recorded in its manifest, the fusion parameters the config's ``fusion``. Prints
 F1 of the re-fused confident cells against the truth, against the true cells outside the new
 ignore mask (``seen``), and the kept share of clusters. Only images with a truth file count.
@@ -14,21 +15,22 @@ ignore mask (``seen``), and the kept share of clusters. Only images with a truth
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import numpy as np
 
 from cellfuse.app.cli import print_json
 from cellfuse.config import load_config
 from cellfuse.errors import ConfigError, LayoutError
-from cellfuse.instances import Instances
 from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
-from ensemble.fusion import FusionParams, fuse
+from ensemble.fusion import FusionParams
 from ensemble.manifest import Manifest
-from ensemble.quality import THRESHOLDS, seen_truth, summarise
-from ensemble.worker import cache_files
+from ensemble.quality import (
+    THRESHOLDS,
+    keeps_teacher,
+    refuse_from_cache,
+    seen_truth,
+    summarise,
+)
 
 
 def refuse_quality(pseudo_dir: Path, truth_dir: Path, params: FusionParams, teachers=None) -> dict:
@@ -38,18 +40,10 @@ def refuse_quality(pseudo_dir: Path, truth_dir: Path, params: FusionParams, teac
         iid = tpath.name[: -len("_label.tiff")]
         if iid not in entries:
             raise LayoutError(f"{iid}: not in {pseudo_dir / 'manifest.jsonl'}")
-        preds, weights = [], []
-        for name, t in (entries[iid].get("teachers") or {}).items():
-            if teachers and name.split("@")[0] not in teachers and name not in teachers:
-                continue
-            lab, meta = cache_files(pseudo_dir, name, iid)
-            scores = np.asarray(json.loads(meta.read_text())["scores"], np.float32)
-            preds.append(Instances(read_labels(lab), scores))
-            weights.append(float(t["weight"]))
-            used.add(name)
-        if not preds:
+        res = refuse_from_cache(pseudo_dir, entries[iid], params, teachers)
+        if res is None:
             raise ConfigError(f"{iid}: no cached output of {teachers} in {pseudo_dir / 'cache'}")
-        res = fuse(preds, weights, params)
+        used.update(n for n in entries[iid]["teachers"] if keeps_teacher(n, teachers))
         truth = read_labels(tpath)
         full.append(evaluate_image(truth, res.instances.labels, THRESHOLDS)["scores"])
         seen.append(
