@@ -98,7 +98,9 @@ def part_scarce(
             "labeled_modalities": split["labeled_modalities"],
             "unlabeled_images": split["unlabeled_images"],
             "stage_seconds": stages,
-            "seconds": round(sum(v or 0 for v in stages.values()), 1),
+            "seconds": round(sum(v or 0 for v in stages.values()), 1),  # students overlap
+            # wall clock of the run's last `cellfuse run` (all of it when it never resumed)
+            "wall_seconds": _last_wall(wdir),
             "models": summarise(rec["models"]),
         }
         first = inp
@@ -107,6 +109,14 @@ def part_scarce(
             first / "test" / "images", first / "test_labels", work / "scarce" / "classical_n0.json"
         )
     return res
+
+
+def _last_wall(wdir: Path) -> float | None:
+    """``seconds`` of ``run.json``: the wall clock of the last ``cellfuse run`` invocation."""
+    try:
+        return json.loads((wdir / "run.json").read_text())["seconds"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _f(x: Any) -> str:
