@@ -62,3 +62,11 @@ def test_unknown_teacher_is_a_config_error(run):
     pseudo, truth = run
     with pytest.raises(ConfigError, match="no cached output"):
         main([str(pseudo), str(truth), "--teachers", "sam"])
+
+
+def test_a_truth_folder_without_labels_is_a_layout_error(run, tmp_path):
+    from cellfuse.errors import LayoutError
+
+    pseudo, _ = run
+    with pytest.raises(LayoutError, match="no \\*_label.tiff truth files"):
+        main([str(pseudo), str(tmp_path)])

@@ -36,7 +36,10 @@ from ensemble.quality import (
 def refuse_quality(pseudo_dir: Path, truth_dir: Path, params: FusionParams, teachers=None) -> dict:
     entries = Manifest(pseudo_dir / "manifest.jsonl").latest()
     full, seen, kept, clusters, used = [], [], 0, 0, set()
-    for tpath in sorted(truth_dir.glob("*_label.tiff")):
+    truths = sorted(truth_dir.glob("*_label.tiff"))
+    if not truths:  # a wrong folder would otherwise score 0 images as F1 0.0
+        raise LayoutError(f"{truth_dir}: no *_label.tiff truth files")
+    for tpath in truths:
         iid = tpath.name[: -len("_label.tiff")]
         if iid not in entries:
             raise LayoutError(f"{iid}: not in {pseudo_dir / 'manifest.jsonl'}")
