@@ -364,6 +364,15 @@ def _n_pseudo(trainer: StudentTrainer) -> int:
     return n if trainer.max_pseudo is None else min(n, int(trainer.max_pseudo))
 
 
+def student_kwargs(cfg: Any) -> dict[str, Any]:
+    """:class:`StudentTrainer` arguments of a config: ``cfg.student``, with the config's
+    top-level ``seed`` (the one ``cellfuse run`` writes into every stage config) when
+    ``student.seed`` is not set."""
+    scfg = cfg.student.to_dict() if hasattr(cfg.student, "to_dict") else dict(cfg.student)
+    scfg.setdefault("seed", int(cfg.get("seed", 0)))
+    return scfg
+
+
 def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
     """Build ``cfg.student``, train it on ``cfg.data`` (+ pseudo-labels), record the result.
 
@@ -374,8 +383,7 @@ def distill(cfg: Any, work_dir: str | Path, *, resume: bool = False) -> Path:
     if "student" not in cfg:
         raise ConfigError("config has no 'student' dict (student = dict(variant='flow_s', ...))")
     work_dir = start_work_dir(cfg, work_dir)
-    scfg = cfg.student.to_dict() if hasattr(cfg.student, "to_dict") else dict(cfg.student)
-    trainer = StudentTrainer(**scfg)
+    trainer = StudentTrainer(**student_kwargs(cfg))
     train, val = resolve_splits(cfg.data)
     log.info(
         "distilling %s on %d labeled images (val %d), pseudo-labels: %s",
@@ -411,6 +419,7 @@ __all__ = [
     "StudentTrainer",
     "distill",
     "distill_file",
+    "student_kwargs",
     "list_pseudo",
     "load_flow_network",
     "pseudo_weight_map",

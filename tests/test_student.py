@@ -345,3 +345,15 @@ def test_same_partition_helper_can_fail():
     assert same_partition(a, np.where(a > 0, 10 - a, 0))  # ids renamed: same cells
     assert not same_partition(a, np.where(a == 2, 1, a))  # two cells merged
     assert not same_partition(a, np.where(a == 3, 0, a))  # a cell missing
+
+
+def test_the_top_level_seed_reaches_the_student_unless_it_has_its_own():
+    from mmengine.config import Config
+
+    from student.distill import student_kwargs
+
+    cfg = Config(dict(seed=3, student=dict(variant="flow_s")))
+    assert student_kwargs(cfg)["seed"] == 3  # cellfuse run writes the profile's seed here
+    cfg = Config(dict(seed=3, student=dict(variant="flow_s", seed=5)))
+    assert student_kwargs(cfg)["seed"] == 5
+    assert student_kwargs(Config(dict(student=dict())))["seed"] == 0
