@@ -274,10 +274,16 @@ class StudentPredictor:
         t0 = time.perf_counter()
         shape = scaled_shape(tiles[0].shape[:2], scale)
         x = np.stack([resize_image(t, shape).transpose(2, 0, 1) for t in tiles])
-        x = pad_to_multiple(np.ascontiguousarray(x, np.float32), self.backend.stride)
-        y = self._flip_averaged(x) if self.flip_average else self.backend(x)
+        y = self._forward(x)
         self.timing["network"] += time.perf_counter() - t0
         return [y[i, :, : shape[0], : shape[1]] for i in range(len(tiles))]
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """The backend on ``Bx3xHxW`` (padded to its stride here), in the 4 flip views when
+        ``flip_average`` is on: the one place both :meth:`network` and
+        :meth:`predict_torch` run the network."""
+        x = pad_to_multiple(np.ascontiguousarray(x, np.float32), self.backend.stride)
+        return self._flip_averaged(x) if self.flip_average else self.backend(x)
 
     def _flip_averaged(self, x: np.ndarray) -> np.ndarray:
         """Mean network output over the identity and the h / v / 180-degree flips of ``x``
@@ -298,9 +304,7 @@ class StudentPredictor:
 
         h, w = x.shape[-2:]
         arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        y = self.backend(
-            pad_to_multiple(np.ascontiguousarray(arr, np.float32), self.backend.stride)
-        )
+        y = self._forward(arr)
         return [output_to_instances(y[i, :, :h, :w], self.pp) for i in range(y.shape[0])]
 
     # ------------------------------------------------------------------ scale

@@ -222,6 +222,9 @@ def test_flip_average_flips_the_flows_back():
     y = pred._flip_averaged(np.zeros((2, 3, 32, 48), np.float32))
     # logit kept; dy: +2 (identity, hflip) -2 (vflip, rot180) -> 0; dx likewise
     assert np.allclose(y[:, 0], 1.0) and np.allclose(y[:, 1:], 0.0)
+    backend = OracleBackend()  # the batched twin runs the same 4 views
+    StudentPredictor(backend, flip_average=True).predict_torch(np.zeros((2, 3, 32, 48)))
+    assert len(backend.calls) == 4
 
 
 def test_flip_average_of_an_equivariant_network_keeps_its_cells():
