@@ -226,27 +226,35 @@ class PseudoLabeler:
         return inst
 
     def _write(self, image_id: str, chash: str, res: FusionResult) -> None:
-        import tifffile
-
-        from cellfuse.io import atomic_write, atomic_write_text, write_labels
-
-        conf = {
-            "id": image_id,
-            "config_hash": chash,
-            "scores": [round(float(x), 5) for x in res.instances.scores],
-            "stats": res.stats,
-        }
-        atomic_write_text(self.out_dir / f"{image_id}_conf.json", json.dumps(conf))
-        with atomic_write(self.out_dir / f"{image_id}_ignore.tiff", "wb") as fh:
-            tifffile.imwrite(fh, res.ignore.astype(np.uint8), compression="zlib", metadata=None)
-        if self.save_votes:
-            with atomic_write(self.out_dir / f"{image_id}_votes.tiff", "wb") as fh:
-                tifffile.imwrite(fh, res.votes, compression="zlib", metadata=None)
-        write_labels(self.out_dir / f"{image_id}_label.tiff", res.instances.labels)
+        write_pseudo_outputs(self.out_dir, image_id, chash, res, save_votes=self.save_votes)
 
     def ping(self) -> str:
         """The worker's node id (also a readiness check: returns once the teachers are loaded)."""
         return self.node
+
+
+def write_pseudo_outputs(
+    out_dir: Path, image_id: str, chash: str, res: FusionResult, *, save_votes: bool = False
+) -> None:
+    """One image's pseudo-label files (:data:`ensemble.outputs.OUTPUT_SUFFIXES`, plus
+    ``<id>_votes.tiff`` with ``save_votes``), each written atomically, the labels last."""
+    import tifffile
+
+    from cellfuse.io import atomic_write, atomic_write_text, write_labels
+
+    conf = {
+        "id": image_id,
+        "config_hash": chash,
+        "scores": [round(float(x), 5) for x in res.instances.scores],
+        "stats": res.stats,
+    }
+    atomic_write_text(out_dir / f"{image_id}_conf.json", json.dumps(conf))
+    with atomic_write(out_dir / f"{image_id}_ignore.tiff", "wb") as fh:
+        tifffile.imwrite(fh, res.ignore.astype(np.uint8), compression="zlib", metadata=None)
+    if save_votes:
+        with atomic_write(out_dir / f"{image_id}_votes.tiff", "wb") as fh:
+            tifffile.imwrite(fh, res.votes, compression="zlib", metadata=None)
+    write_labels(out_dir / f"{image_id}_label.tiff", res.instances.labels)
 
 
 def _node_id() -> str:

@@ -8,6 +8,7 @@ from cellfuse.io import read_image, read_labels
 from cellfuse.layout import find_label, image_id, list_images
 from cellfuse.metric import evaluate_image
 from cellfuse.modality import modality
+from ensemble.fusion import fuse
 from ensemble.worker import PseudoLabeler
 run = Path(sys.argv[1])
 truth = Path("/work/shared/data/dsb2018/val/labels")
@@ -42,8 +43,7 @@ for p in list_images(Path("/work/shared/data/dsb2018/val/images")):
             r[s.name] = evaluate_image(t, q.labels, (0.5, 0.75))["scores"][0.5]["f1"]
     for name, members in subsets.items():
         idx = [i for i, s in enumerate(specs) if s.name.split("@")[0] in members]
-        res = __import__("ensemble.fusion", fromlist=["fuse"]).fuse(
-            [preds[i] for i in idx], [specs[i].weight for i in idx], lab.fusion_predict)
+        res = fuse([preds[i] for i in idx], [specs[i].weight for i in idx], lab.fusion_predict)
         sc = evaluate_image(t, res.instances.labels, (0.5, 0.75))["scores"]
         r[name] = sc[0.5]["f1"]; r[name + "@0.75"] = sc[0.75]["f1"]
     rows.append(r)
