@@ -42,7 +42,7 @@ from typing import Any
 
 from cellfuse.config import dataclass_from_dict, package_parent
 from cellfuse.errors import CellfuseError, ConfigError
-from ensemble.fusion import FusionParams
+from cellfuse.fusion import FusionParams
 from ensemble.manifest import MANIFEST, Manifest, outputs_exist, plan_jobs
 from ensemble.teacher_specs import (
     TeacherSpec,

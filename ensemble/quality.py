@@ -44,7 +44,7 @@ from cellfuse.io import read_labels
 from cellfuse.layout import find_label
 
 if TYPE_CHECKING:
-    from ensemble.fusion import FusionResult
+    from cellfuse.fusion import FusionResult
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def refuse_from_cache(
     only those of ``teachers`` when given (a name keeps its test-time views too: ``flowunet``
     keeps ``flowunet@hflip``); None when a teacher's cache is missing or unreadable, or none
     is left."""
-    from ensemble.fusion import fuse
+    from cellfuse.fusion import fuse
     from ensemble.worker import cache_files
 
     preds, weights = [], []
@@ -124,7 +124,7 @@ def pseudo_quality(
     Args:
         pseudo_dir: output folder of ``tools/pseudo_label.py``.
         truth_dir: folder of truth labels ``<id>_label.tiff``.
-        fusion_predict: :class:`~ensemble.fusion.FusionParams` of the ensemble as a
+        fusion_predict: :class:`~cellfuse.fusion.FusionParams` of the ensemble as a
             predictor; when given, the cached teacher outputs are fused again with it
             (``fused_predict``).
 

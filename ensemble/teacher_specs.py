@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cellfuse.errors import ConfigError
-from ensemble.fusion import FusionParams
+from cellfuse.fusion import FusionParams
 
 logger = logging.getLogger(__name__)
 

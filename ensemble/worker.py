@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from cellfuse.errors import CellfuseError
+from cellfuse.fusion import FusionParams, FusionResult, fuse, merge_for_prompts
 from cellfuse.instances import Instances
-from ensemble.fusion import FusionParams, FusionResult, fuse, merge_for_prompts
 from ensemble.teacher_specs import TeacherSpec, sha1_text
 
 logger = logging.getLogger(__name__)

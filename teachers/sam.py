@@ -242,7 +242,7 @@ class SAMTeacher(Teacher):
             self._warned_merge = True
             log.warning(
                 "SAM mask_prompts needs the prompts as one Instances; got %d: prompting with "
-                "their merged centroids only (ensemble.fusion.merge_for_prompts makes one)",
+                "their merged centroids only (cellfuse.fusion.merge_for_prompts makes one)",
                 len(plist),
             )
         points = merge_prompt_points([p.centroids() for p in plist], self.merge_radius)

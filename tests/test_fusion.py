@@ -1,4 +1,4 @@
-"""Weighted mask voting (ensemble.fusion) on hand-made teachers."""
+"""Weighted mask voting (cellfuse.fusion) on hand-made teachers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from cellfuse.errors import ConfigError, LabelError
-from cellfuse.instances import Instances
-from ensemble.fusion import (
+from cellfuse.fusion import (
     FusionParams,
     cluster_instances,
     fuse,
@@ -19,6 +18,7 @@ from ensemble.fusion import (
     pair_ious,
     pair_overlaps,
 )
+from cellfuse.instances import Instances
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from bench_fusion import bench, paint_discs  # noqa: E402

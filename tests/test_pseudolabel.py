@@ -339,7 +339,7 @@ def test_views_invert_and_a_teacher_votes_once_per_view(tmp_path):
     one spec per view sharing its weight, run on the transformed image and mapped back."""
     from cellfuse.errors import ConfigError
     from cellfuse.flip_views import VIEWS, from_view, to_view
-    from ensemble.fusion import FusionParams
+    from cellfuse.fusion import FusionParams
     from ensemble.teacher_specs import resolve_teachers
     from ensemble.worker import PseudoLabeler
 

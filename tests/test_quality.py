@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cellfuse.errors import ConfigError
+from cellfuse.fusion import FusionParams, fuse
 from cellfuse.instances import Instances
 from cellfuse.io import write_labels
-from ensemble.fusion import FusionParams, fuse
 from ensemble.manifest import Manifest
 from ensemble.quality import pseudo_quality, seen_truth
 

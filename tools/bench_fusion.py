@@ -1,4 +1,4 @@
-"""Time :func:`ensemble.fusion.fuse` on a synthetic image: ``python tools/bench_fusion.py``.
+"""Time :func:`cellfuse.fusion.fuse` on a synthetic image: ``python tools/bench_fusion.py``.
 
 The image (default 2000x2000, 5,000 discs) is segmented by three jittered synthetic
 teachers: each moves every disc by up to 1.5 px, changes its radius by up to 1 px, misses
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
+from cellfuse.fusion import fuse  # noqa: E402
 from cellfuse.instances import Instances  # noqa: E402
-from ensemble.fusion import fuse  # noqa: E402
 
 
 def paint_discs(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray) -> np.ndarray:

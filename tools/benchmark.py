@@ -132,7 +132,7 @@ def _run_object(view: Path, work: Path, profile: str):
 
 def part_ensemble(view: Path, work: Path, profile: str, workers: int) -> dict[str, Any]:
     from cellfuse.app.pipeline import ensemble_config
-    from ensemble.fusion import FusionParams
+    from cellfuse.fusion import FusionParams
     from ensemble.pseudolabel import run_pseudo_label
     from ensemble.quality import pseudo_quality
 

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     predict = None
     if args.config:
         from cellfuse.config import load_config
-        from ensemble.fusion import FusionParams
+        from cellfuse.fusion import FusionParams
 
         predict = FusionParams.from_config(load_config(args.config), predict=True)
     result = pseudo_quality(args.pseudo_dir, args.truth_dir, predict)

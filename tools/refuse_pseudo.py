@@ -20,9 +20,9 @@ from pathlib import Path
 from cellfuse.app.cli import print_json
 from cellfuse.config import load_config
 from cellfuse.errors import ConfigError, LayoutError
+from cellfuse.fusion import FusionParams
 from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
-from ensemble.fusion import FusionParams
 from ensemble.manifest import Manifest
 from ensemble.quality import (
     THRESHOLDS,

@@ -1,5 +1,5 @@
 # Shared defaults of every pseudo-label config (tools/pseudo_label.py).
-# fusion: see ensemble/fusion.py (FusionParams); pseudo: see ensemble/pseudolabel.py (RunOptions).
+# fusion: see cellfuse/fusion.py (FusionParams); pseudo: see ensemble/pseudolabel.py (RunOptions).
 fusion = dict(
     iou_thr=0.5,  # same cell across teachers at IoU >= 0.5
     tau=0.5,  # pixel vote needed for the fused mask

@@ -2,7 +2,7 @@
 import json, sys
 from pathlib import Path
 from cellfuse.config import load_config
-from ensemble.fusion import FusionParams
+from cellfuse.fusion import FusionParams
 from ensemble.manifest import Manifest
 from ensemble.outputs import output_hashes
 from ensemble.quality import keeps_teacher, refuse_from_cache

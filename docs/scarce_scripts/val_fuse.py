@@ -8,7 +8,7 @@ from cellfuse.io import read_image, read_labels
 from cellfuse.layout import find_label, image_id, list_images
 from cellfuse.metric import evaluate_image
 from cellfuse.modality import modality
-from ensemble.fusion import fuse
+from cellfuse.fusion import fuse
 from ensemble.worker import PseudoLabeler
 run = Path(sys.argv[1])
 truth = Path("/work/shared/data/dsb2018/val/labels")
