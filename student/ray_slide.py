@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from cellfuse.errors import ConfigError
 from cellfuse.instances import Instances
 from student.files import STREAM_BAND
 from student.predictor import StudentPredictor, _TileBatcher
@@ -146,6 +147,8 @@ class RaySlidePredictor:
             )
         self.factory = factory
         self.local = factory()
+        if self.local.view_vote:  # blocks are tiles of one view: a vote needs the whole image
+            raise ConfigError("view_vote is not available for Ray slide blocks (flip_average is)")
         self.address, self.num_workers, self.threads = address, num_workers, int(threads)
         b = self.local.batch
         self.block = max(b, -(-int(block) // b) * b)

@@ -63,3 +63,14 @@ def test_installed_layout_finds_the_shipped_configs(tmp_path, monkeypatch):
 def test_run_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--input", str(tmp_path / "nope"), "--work", str(tmp_path / "w")]) == 2
     assert "nope: input folder does not exist" in capsys.readouterr().err
+
+
+def test_predict_two_kinds_of_test_time_views_is_a_clear_error(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    img = tmp_path / "a.tif"
+    tifffile.imwrite(img, np.zeros((16, 16), np.uint8))
+    args = ["predict", "--onnx", str(tmp_path / "m.onnx"), "--input", str(img)]
+    assert main([*args, "--out", str(tmp_path / "o"), "--flip-average", "--view-vote"]) == 2
+    assert "choose one kind of test-time views" in capsys.readouterr().err

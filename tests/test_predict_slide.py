@@ -6,6 +6,7 @@ import tifffile
 from helpers import OracleBackend, disc_labels, same_partition
 from scipy import ndimage as ndi
 
+from cellfuse.errors import ConfigError
 from cellfuse.io import read_labels
 from cellfuse.metric import evaluate_image
 from cellfuse.preprocess import prepare_image
@@ -236,3 +237,37 @@ def test_flip_average_of_an_equivariant_network_keeps_its_cells():
     assert len(backend.calls) % 4 == 0  # each batch runs in 4 views
     assert same_partition(plain.labels, views.labels)  # flows flipped back with their signs
     assert evaluate_image(lab, views.labels, (0.5,))["scores"][0.5]["f1"] > 0.99
+
+
+class _CornerGhostOracle(OracleBackend):
+    """The oracle plus one false cell at the top-left corner of whatever it is shown: in
+    the image frame each flip view puts the ghost in another corner."""
+
+    def __call__(self, x):
+        x = np.array(x)
+        x[:, :, 4:16, 4:16] = 1.0
+        return super().__call__(x)
+
+
+def test_view_vote_keeps_cells_every_view_sees_and_drops_a_one_view_ghost():
+    lab, img = _disc_image((180, 220), 12, seed=4)
+    band = np.ones(lab.shape, bool)
+    band[24:-24, 24:-24] = False  # empty borders: no true cell where the ghost goes
+    lab[np.isin(lab, lab[band])] = 0
+    lab = ndi.label(lab > 0)[0]
+    img = np.repeat(np.where(lab > 0, 200, 20).astype(np.uint8)[..., None], 3, axis=2)
+    img[90, 110] = 255
+    kw = dict(nominal_diameter=17.0, diameter=17.0, tile=256, overlap=64)
+    plain = StudentPredictor(_CornerGhostOracle(), **kw).predict(img)
+    assert plain.labels[10, 10] > 0 and plain.n == lab.max() + 1  # the ghost is a cell
+    backend = _CornerGhostOracle()
+    voted = StudentPredictor(backend, view_vote=True, **kw).predict(img)
+    assert len(backend.calls) == 4  # one network pass per view
+    assert voted.n == lab.max() and (voted.labels[:24, :24] == 0).all()  # 1 of 4 votes: gone
+    assert evaluate_image(lab, voted.labels, (0.75,))["scores"][0.75]["f1"] == 1.0
+    assert voted.scores.min() > 0.9  # every true cell: all 4 views agree (vote x own score)
+
+
+def test_view_vote_refuses_flip_average_too():
+    with pytest.raises(ConfigError, match="one kind of test-time views"):
+        StudentPredictor(OracleBackend(), view_vote=True, flip_average=True)

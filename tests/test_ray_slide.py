@@ -60,3 +60,13 @@ def test_ray_blocks_equal_single_process(ray_session, slide, reference, tmp_path
     assert len(got) == len(reference)
     for a, b in zip(got, reference, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_ray_blocks_refuse_a_view_vote():
+    """A vote needs the whole image in every view; a block is a few tiles of one view."""
+    from cellfuse.errors import ConfigError
+    from student.predictor import StudentPredictor
+    from student.ray_slide import RaySlidePredictor
+
+    with pytest.raises(ConfigError, match="view_vote is not available for Ray slide blocks"):
+        RaySlidePredictor(factory=lambda: StudentPredictor(OracleBackend(), view_vote=True, **KW))

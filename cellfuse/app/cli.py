@@ -7,7 +7,7 @@ its arguments, sets up logging once and calls one library function.
     cellfuse distill CONFIG [--work-dir DIR] [--resume]                      student.distill
     cellfuse export CHECKPOINT [--out DIR]                                   student.export
     cellfuse predict (--onnx MODEL | --checkpoint CKPT) --input P --out DIR  student.predictor
-        [--stream] [--local-scale] [--flip-average] [--address auto|HOST:PORT] [--workers N]   (student.ray_slide)
+        [--stream] [--local-scale] [--flip-average|--view-vote] [--address auto|HOST:PORT] [--workers N]   (student.ray_slide)
     cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
     cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
     cellfuse check [INPUT] [--work DIR] [--profile NAME] [--json OUT]        cellfuse.check, .app.preflight
@@ -187,8 +187,12 @@ def _predict(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.local_scale:
         overrides["local_scale"] = True
+    if args.flip_average and args.view_vote:
+        raise CellfuseError("--flip-average and --view-vote: choose one kind of test-time views")
     if args.flip_average:
         overrides["flip_average"] = True
+    if args.view_vote:
+        overrides["view_vote"] = True
     ray_pred = None
     if args.address or args.workers:
         if not args.onnx:
@@ -399,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="test-time views: average the network's outputs over the image and its 3 flips "
         "(4x the network time)",
+    )
+    p.add_argument(
+        "--view-vote",
+        action="store_true",
+        help="test-time views: segment the image and its 3 flips and fuse the 4 sets of cells "
+        "by mask voting (~4x the time; images held in memory)",
     )
     p.add_argument(
         "--stream",
