@@ -97,6 +97,8 @@ def _models(profile: str) -> list[tuple[str, str]]:
 
 
 MODELS = [pair for p in PROFILES for pair in _models(p)]
+# scarce_maskrcnn is scarce plus one teacher: only that one is new
+MODELS.append(("scarce_maskrcnn", "maskrcnn"))
 
 
 @pytest.fixture(scope="module")
