@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,15 @@ class Teacher(abc.ABC):
     def predict_with_prompts(self, image: np.ndarray, prompts: Instances | None) -> Instances:
         """Teachers that refine other teachers' detections (SAM) override this."""
         return self.predict(image)
+
+    @classmethod
+    def offset_seed(cls, tcfg: dict[str, Any], cfg: Any, offset: int) -> None:
+        """Move this teacher's training seed by ``offset`` (the run's top-level ``seed``,
+        which ``cellfuse run`` writes into every stage config), in place: in ``tcfg`` (the
+        config's ``teacher`` dict) or ``cfg`` (the whole config). Seed 0 leaves the
+        teacher's own seed as it is, so a repeat with another run seed is a different
+        training, not a replay. Default: nothing is random in training (classical)."""
+        return None
 
 
 def validate(

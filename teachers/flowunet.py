@@ -60,6 +60,10 @@ class FlowUNetTeacher(FlowTrainer, Teacher):
 
     name = "flowunet"
 
+    @classmethod
+    def offset_seed(cls, tcfg: dict[str, Any], cfg: Any, offset: int) -> None:
+        tcfg["seed"] = int(tcfg.get("seed", 0)) + offset
+
     # ------------------------------------------------------------------ network
 
     def build_net(self) -> UNet:

@@ -166,6 +166,11 @@ class MaskRCNNTeacher(Teacher):
     name = "maskrcnn"
     wants_full_config = True
 
+    @classmethod
+    def offset_seed(cls, tcfg: dict[str, Any], cfg: Any, offset: int) -> None:
+        cfg.randomness = dict(cfg.get("randomness") or {})
+        cfg.randomness["seed"] = int(cfg.randomness.get("seed") or 0) + offset
+
     def __init__(
         self,
         cfg: Any = None,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +106,12 @@ class SAMTeacher(Teacher):
     """
 
     name = "sam"
+
+    @classmethod
+    def offset_seed(cls, tcfg: dict[str, Any], cfg: Any, offset: int) -> None:
+        train = dict(tcfg.get("train") or {})
+        train["seed"] = int(train.get("seed", 0)) + offset
+        tcfg["train"] = train
 
     def __init__(
         self,

@@ -30,6 +30,9 @@ def train_teacher(cfg, work_dir: str | Path, *, resume: bool = False) -> Path:
         raise ConfigError("config has no 'teacher' dict (teacher = dict(type='flowunet', ...))")
     work_dir = start_work_dir(cfg, work_dir)
     tcfg = dict(cfg.teacher.to_dict() if hasattr(cfg.teacher, "to_dict") else cfg.teacher)
+    offset = int(cfg.get("seed") or 0)
+    if offset:  # the run's seed (0: each teacher's own, as every profile ships)
+        teacher_class(tcfg["type"]).offset_seed(tcfg, cfg, offset)
     if getattr(teacher_class(tcfg["type"]), "wants_full_config", False):
         tcfg["cfg"] = cfg
     teacher = build_teacher(tcfg)

@@ -79,3 +79,34 @@ def test_validate_perfect_predictor():
         return Instances.from_labels(truth[next(it).image.name])
 
     assert validate(oracle, val) == {"f1_50": 1.0, "f1_75": 1.0}
+
+
+def test_the_run_seed_moves_every_trained_teachers_seed(monkeypatch, tmp_path):
+    """``cellfuse run`` writes its ``seed`` at the top of every stage config: a teacher's own
+    seed moves by it (a repeat is another training), and seed 0 changes nothing."""
+    from mmengine.config import Config
+
+    from teachers import teacher_class
+
+    t = {"type": "flowunet", "seed": 1}
+    teacher_class("flowunet").offset_seed(t, None, 2)
+    assert t["seed"] == 3
+    t = {"type": "sam", "train": {"mask_prob": 0.5}}
+    teacher_class("sam").offset_seed(t, None, 2)
+    assert t["train"] == {"mask_prob": 0.5, "seed": 2}
+    cfg = Config(dict(randomness=dict(seed=2022)))
+    teacher_class("maskrcnn").offset_seed({}, cfg, 2)
+    assert cfg.randomness["seed"] == 2024
+
+    seen = []
+
+    def capture(tcfg):
+        seen.append(tcfg)
+        raise KeyboardInterrupt  # stop before training
+
+    monkeypatch.setattr("teachers.train.build_teacher", capture)
+    for seed in (0, 5):
+        cfg = Config(dict(seed=seed, teacher=dict(type="flowunet", seed=1), data=dict(root=".")))
+        with pytest.raises(KeyboardInterrupt):
+            train_teacher(cfg, tmp_path / f"w{seed}")
+    assert [s["seed"] for s in seen] == [1, 6]

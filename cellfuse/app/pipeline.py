@@ -104,6 +104,8 @@ def train_teachers(run: Run) -> dict:
             folder_signature(run.input_dir / "train" / "images"),
             folder_signature(run.input_dir / "train" / "labels"),
         ]
+        if run.cfg.get("seed", 0):  # Teacher.offset_seed moves the training seed (0: as shipped)
+            key.append(run.cfg.get("seed"))
 
         def fit(cfg=cfg, work=work) -> dict:
             resume = (work / "last.pth").exists() or (work / "last_checkpoint").exists()
