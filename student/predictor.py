@@ -412,14 +412,24 @@ class StudentPredictor:
         *,
         out: np.ndarray | None = None,
         progress: bool = False,
+        vote: bool = True,
     ) -> tuple[Instances, float]:
         """Measure the scale, then predict (reusing the scale-1 pass when it suffices); with
-        ``view_vote``, once per view and the views fused (:meth:`_view_vote`)."""
-        if self.view_vote:
+        ``view_vote`` (and ``vote``), once per view and the views fused (:meth:`_view_vote`)."""
+        if self.view_vote and vote:
             if out is None:
                 return self._view_vote(read, shape, progress)
             log.warning("view vote: a %dx%d image held in a memory map gets one view", *shape)
-        return self._predict_one_view(read, shape, out=out, progress=progress)
+        scale, first = self.measure_scale(read, shape)
+        if first is not None and abs(scale - 1.0) <= self.rescale_tolerance:
+            inst, used = first, 1.0
+        else:
+            log.debug("scale %.3f for a %dx%d image", scale, *shape)
+            inst = self.predict_scaled(read, shape, scale, out=out, progress=progress)
+            used = scale
+        if self.local_scale:
+            inst = self._local_scale(read, shape, inst, used, progress)
+        return inst, scale
 
     def _view_vote(
         self, read: Reader, shape: tuple[int, int], progress: bool
@@ -432,8 +442,8 @@ class StudentPredictor:
         views, scale = [], 1.0
         for name in VOTE_VIEWS:
             x = to_view(whole, name)
-            inst, s = self._predict_one_view(
-                lambda win, x=x: x[win], x.shape[:2], progress=progress
+            inst, s = self._predict_normalised(
+                lambda win, x=x: x[win], x.shape[:2], progress=progress, vote=False
             )
             views.append(Instances(from_view(inst.labels, name), inst.scores))
             scale = s if name == "identity" else scale
@@ -441,25 +451,6 @@ class StudentPredictor:
         fused = fuse(views, [1.0] * len(views), VIEW_VOTE).instances
         self.timing["postprocess"] += time.perf_counter() - t0
         return fused, scale
-
-    def _predict_one_view(
-        self,
-        read: Reader,
-        shape: tuple[int, int],
-        *,
-        out: np.ndarray | None = None,
-        progress: bool = False,
-    ) -> tuple[Instances, float]:
-        scale, first = self.measure_scale(read, shape)
-        if first is not None and abs(scale - 1.0) <= self.rescale_tolerance:
-            inst, used = first, 1.0
-        else:
-            log.debug("scale %.3f for a %dx%d image", scale, *shape)
-            inst = self.predict_scaled(read, shape, scale, out=out, progress=progress)
-            used = scale
-        if self.local_scale:
-            inst = self._local_scale(read, shape, inst, used, progress)
-        return inst, scale
 
     def _local_scale(
         self, read: Reader, shape: tuple[int, int], base: Instances, s0: float, progress: bool
