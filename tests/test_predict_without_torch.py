@@ -154,3 +154,8 @@ def test_numpy_resize_is_torchs_to_one_ulp():
         a, b = resize_image(x, shape), resize_image_torch(x, shape)
         assert a.shape == b.shape == (*shape, 3)
         np.testing.assert_allclose(a, b, rtol=0, atol=2.5e-7)
+    # the interpolation matrices are banded (O(pixels) resizing), whatever the factor
+    from cellfuse.preprocess import _resize_weights
+
+    for n_in, n_out, aa in ((730, 512, True), (512, 730, False), (2000, 400, True)):
+        assert _resize_weights(n_in, n_out, aa).nnz <= n_out * (2 * n_in / n_out + 2)
