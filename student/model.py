@@ -63,7 +63,9 @@ class StudentNet(nn.Module):
         out_ch: output channels (3: logit, 5*dy, 5*dx).
         widths: channels per level; level ``i`` runs at ``1 / 2 ** (i + 1)`` resolution.
         blocks: depthwise-separable blocks per encoder level (after its downsampling).
-        full_ch: channels of the full-resolution input branch.
+        full_ch: channels of the full-resolution input branch; 0: no full-resolution branch,
+            the head runs at half resolution and only its ``out_ch`` maps are upsampled
+            (bilinear) to full resolution.
         norm: name in :data:`cellfuse.nn.layers.NORMS`.
         act: name in :data:`cellfuse.nn.layers.ACTS`.
     """
@@ -79,9 +81,9 @@ class StudentNet(nn.Module):
         act: str = "relu",
     ) -> None:
         super().__init__()
-        if len(widths) < 1 or min(widths) < 1 or len(blocks) != len(widths) or full_ch < 1:
+        if len(widths) < 1 or min(widths) < 1 or len(blocks) != len(widths) or full_ch < 0:
             raise ConfigError(
-                f"StudentNet: need positive widths, one block count per width and full_ch >= 1 "
+                f"StudentNet: need positive widths, one block count per width and full_ch >= 0 "
                 f"(got widths={widths}, blocks={blocks}, full_ch={full_ch})"
             )
         self._config = dict(
@@ -97,7 +99,12 @@ class StudentNet(nn.Module):
         af: ActFactory = lookup(ACTS, act, "activation")
         ws = list(widths)
         self.stem = nn.Sequential(nn.Conv2d(in_ch, ws[0], 3, 2, 1, bias=False), nf(ws[0]), af())
-        self.full = nn.Sequential(nn.Conv2d(in_ch, full_ch, 3, 1, 1, bias=False), nf(full_ch), af())
+        # (modules are created in the order they always were: seeded inits replay)
+        self.full: nn.Module | None = None
+        if full_ch:
+            self.full = nn.Sequential(
+                nn.Conv2d(in_ch, full_ch, 3, 1, 1, bias=False), nf(full_ch), af()
+            )
         self.down = nn.ModuleList()
         for i, (w, b) in enumerate(zip(ws, blocks, strict=True)):
             layers: list[nn.Module] = [] if i == 0 else [DSConv(ws[i - 1], w, nf, af, stride=2)]
@@ -106,11 +113,17 @@ class StudentNet(nn.Module):
         self.up = nn.ModuleList(
             DSConv(ws[i + 1] + ws[i], ws[i], nf, af) for i in reversed(range(len(ws) - 1))
         )
-        # Full resolution is where time goes: only thin tensors (full_ch channels) live there.
-        self.proj = nn.Conv2d(ws[0], full_ch, 1)
-        self.head = nn.Sequential(
-            nn.Conv2d(2 * full_ch, 2 * full_ch, 1), af(), nn.Conv2d(2 * full_ch, out_ch, 1)
-        )
+        self.proj: nn.Module | None = None
+        if full_ch:
+            # Full resolution is where time goes: only thin tensors (full_ch channels) live there.
+            self.proj = nn.Conv2d(ws[0], full_ch, 1)
+            self.head = nn.Sequential(
+                nn.Conv2d(2 * full_ch, 2 * full_ch, 1), af(), nn.Conv2d(2 * full_ch, out_ch, 1)
+            )
+        else:
+            # On CPU the network's time is memory traffic, most of it at full resolution
+            # (docs/slides.md): here nothing but the out_ch output maps reaches it.
+            self.head = nn.Sequential(nn.Conv2d(ws[0], ws[0], 1), af(), nn.Conv2d(ws[0], out_ch, 1))
 
     @property
     def stride(self) -> int:
@@ -122,7 +135,6 @@ class StudentNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``BxCxHxW`` float32 in [0, 1] -> ``Bx(out_ch)xHxW``; H, W multiples of :attr:`stride`."""
-        full = self.full(x)
         y = self.stem(x)
         skips = []
         for block in self.down:
@@ -132,8 +144,10 @@ class StudentNet(nn.Module):
         for block in self.up:
             y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skips.pop()], dim=1))
+        if self.full is None or self.proj is None:
+            return F.interpolate(self.head(y), scale_factor=2.0, mode="bilinear", align_corners=False)
         y = F.interpolate(self.proj(y), scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.head(torch.cat([y, full], dim=1))
+        return self.head(torch.cat([y, self.full(x)], dim=1))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -141,6 +155,8 @@ class StudentNet(nn.Module):
 VARIANTS: dict[str, dict[str, Any]] = {
     "flow_xs": dict(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1), full_ch=8),
     "flow_s": dict(widths=(24, 48, 96, 192), blocks=(1, 2, 2, 2), full_ch=8),
+    # flow_s with its head at half resolution (no full-resolution branch)
+    "flow_s_half": dict(widths=(24, 48, 96, 192), blocks=(1, 2, 2, 2), full_ch=0),
     "flow_m": dict(widths=(32, 64, 128, 256), blocks=(2, 2, 3, 3), full_ch=16),
 }
 
@@ -170,6 +186,10 @@ def build_flow_s(checkpoint: str | Path | None = None) -> StudentNet:
     return _build_student(checkpoint, **VARIANTS["flow_s"])
 
 
+def build_flow_s_half(checkpoint: str | Path | None = None) -> StudentNet:
+    return _build_student(checkpoint, **VARIANTS["flow_s_half"])
+
+
 def build_flow_m(checkpoint: str | Path | None = None) -> StudentNet:
     return _build_student(checkpoint, **VARIANTS["flow_m"])
 
@@ -177,6 +197,7 @@ def build_flow_m(checkpoint: str | Path | None = None) -> StudentNet:
 student_registry: dict[str, Callable[..., StudentNet]] = {
     "flow_xs": build_flow_xs,
     "flow_s": build_flow_s,
+    "flow_s_half": build_flow_s_half,
     "flow_m": build_flow_m,
 }
 
@@ -279,6 +300,7 @@ __all__ = [
     "build_student",
     "build_flow_xs",
     "build_flow_s",
+    "build_flow_s_half",
     "build_flow_m",
     "load_student",
     "count_parameters",

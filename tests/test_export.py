@@ -60,9 +60,10 @@ def test_export_student_parity_and_sidecar(trained_like_checkpoint, tmp_path):
     assert np.array_equal(auto_pred.predict(images[0]).labels, b.labels)
 
 
-def test_onnx_dynamic_batch_and_shapes(tmp_path):
+@pytest.mark.parametrize("full_ch", [4, 0])
+def test_onnx_dynamic_batch_and_shapes(tmp_path, full_ch):
     torch.manual_seed(1)
-    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4).eval()
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=full_ch).eval()
     path = tmp_path / "m.onnx"
     export_onnx(net, path, exporter="torchscript", size=64)
     backend = OnnxBackend(path, stride=net.stride, threads=1)

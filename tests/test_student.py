@@ -81,9 +81,10 @@ def test_unknown_variant_and_bad_config():
         StudentNet(widths=(8, 16), blocks=(1,))
 
 
-def test_fuse_batchnorm_keeps_outputs():
+@pytest.mark.parametrize("full_ch", [4, 0])
+def test_fuse_batchnorm_keeps_outputs(full_ch):
     torch.manual_seed(0)
-    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=4)
+    net = StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=full_ch)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -95,6 +96,30 @@ def test_fuse_batchnorm_keeps_outputs():
     x = torch.rand(2, 3, 32, 48)
     with torch.inference_mode():
         assert torch.allclose(net(x), fused(x), atol=1e-5)
+
+
+def test_half_resolution_head_keeps_full_resolution_thin():
+    """flow_s_half: the same encoder-decoder as flow_s, but no module writes a full-resolution
+    tensor (the CPU cost) except the final upsampling of the 3 output maps."""
+    x = torch.rand(1, 3, 64, 96)
+    for variant, widest in (("flow_s", 16), ("flow_s_half", 3)):
+        net = build_student(variant)
+        wide = []
+        hooks = [
+            m.register_forward_hook(
+                lambda _m, _i, o: wide.append(o.shape[1]) if o.shape[-2:] == x.shape[-2:] else None
+            )
+            for m in net.modules()
+            if not list(m.children())
+        ]
+        with torch.inference_mode():
+            y = net(x)
+        for h in hooks:
+            h.remove()
+        assert y.shape == (1, 3, 64, 96)
+        assert max(wide, default=3) == widest, variant
+    with pytest.raises(ConfigError, match="full_ch >= 0"):
+        StudentNet(widths=(8, 16), blocks=(1, 1), full_ch=-1)
 
 
 # ----------------------------------------------------------------------------- post-processing
