@@ -80,8 +80,9 @@ def fill_enclosed_holes(labels: np.ndarray) -> np.ndarray:
     """Fill background regions enclosed by exactly one instance, without a per-instance loop.
 
     ``cellfuse.instances.fill_holes`` loops over instances (~0.1 ms each, 0.15 s/Mpx on
-    dense images); here the enclosed background regions are found once (``binary_fill_holes``
-    of the union) and each is given to the instance around it when that instance is unique.
+    dense images); here the enclosed background regions are found once (the background
+    components that do not touch the border) and each is given to the instance around it
+    when that instance is unique.
     Gaps enclosed by several touching instances stay background, as with per-instance filling.
 
     Args:
@@ -91,19 +92,28 @@ def fill_enclosed_holes(labels: np.ndarray) -> np.ndarray:
         HxW labels of the same dtype (a copy when something was filled).
     """
     fg = labels > 0
-    holes = ndi.binary_fill_holes(fg) & ~fg
+    # background components (4-connected, as binary_fill_holes fills) that miss the border:
+    # one labelling pass instead of binary_fill_holes' iterated dilation (1/5 of the time)
+    bg_id, n = ndi.label(~fg)
+    if n == 0:
+        return labels
+    is_hole = np.ones(n + 1, bool)
+    is_hole[0] = False
+    is_hole[np.concatenate([bg_id[0], bg_id[-1], bg_id[:, 0], bg_id[:, -1]])] = False
+    holes = is_hole[bg_id]
     if not holes.any():
         return labels
-    hole_id, n = ndi.label(holes)
+    hole_id = np.where(holes, bg_id, 0)
     # each foreground pixel next to a hole tells that hole which instance surrounds it
     ring = ndi.grey_dilation(hole_id, size=(3, 3))
     ring[~fg] = 0
-    idx = np.arange(1, n + 1)
+    idx = np.flatnonzero(is_hole)
     lo = np.asarray(ndi.minimum(labels, ring, idx))
     hi = np.asarray(ndi.maximum(labels, ring, idx))
-    fill = np.r_[0, np.where(lo == hi, hi, 0)].astype(labels.dtype)
+    fill = np.zeros(n + 1, labels.dtype)
+    fill[idx] = np.where(lo == hi, hi, 0)
     out = labels.copy()
-    out[holes] = fill[hole_id[holes]]
+    out[holes] = fill[bg_id[holes]]
     return out
 
 
