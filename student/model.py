@@ -145,7 +145,9 @@ class StudentNet(nn.Module):
             y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skips.pop()], dim=1))
         if self.full is None or self.proj is None:
-            return F.interpolate(self.head(y), scale_factor=2.0, mode="bilinear", align_corners=False)
+            return F.interpolate(
+                self.head(y), scale_factor=2.0, mode="bilinear", align_corners=False
+            )
         y = F.interpolate(self.proj(y), scale_factor=2.0, mode="bilinear", align_corners=False)
         return self.head(torch.cat([y, self.full(x)], dim=1))
 

@@ -102,9 +102,10 @@ def test_half_resolution_head_keeps_full_resolution_thin():
     """flow_s_half: the same encoder-decoder as flow_s, but no module writes a full-resolution
     tensor (the CPU cost) except the final upsampling of the 3 output maps."""
     x = torch.rand(1, 3, 64, 96)
+    wide: list[int] = []
     for variant, widest in (("flow_s", 16), ("flow_s_half", 3)):
         net = build_student(variant)
-        wide = []
+        wide.clear()
         hooks = [
             m.register_forward_hook(
                 lambda _m, _i, o: wide.append(o.shape[1]) if o.shape[-2:] == x.shape[-2:] else None
