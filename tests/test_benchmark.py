@@ -1,6 +1,7 @@
 """tools/benchmark.py: the Med-MLE-bench view of a DSB-layout folder and the README table."""
 
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -101,3 +102,33 @@ def test_network_part_quantizes_and_times_every_model_and_tile(tmp_path):
         assert set(row) == {str(t) for t in bench_network.TILES}
         assert all(v > 0 for v in row.values())
     assert set(res["int8_vs_fp32_at_512"]) == {"int8_qdq", "int8_qop"}
+
+
+def test_mosaic_part_scores_and_times_each_student(exported, tmp_path):
+    """Two copies of one student on a small mosaic: both rounds of both are timed with their
+    split, each is scored against truth and its own pasted per-image predictions, and the
+    copies agree (same labels, same F1)."""
+    import shutil
+
+    import bench_mosaic
+    from conftest import DEMO
+
+    data = tmp_path / "dsb"
+    (data / "val").mkdir(parents=True)
+    (data / "val" / "images").symlink_to(DEMO / "test" / "images")
+    (data / "val" / "labels").symlink_to(DEMO / "test_labels")
+    onnx = []
+    for d in ("a", "b"):  # the session's trained flow_xs student (conftest), twice
+        shutil.copytree(Path(exported[1]).parent, tmp_path / d)
+        onnx.append(str(tmp_path / d / Path(exported[1]).name))
+    res = bench_mosaic.part_mosaic(data, tmp_path / "w", onnx, threads=1, size=1200, rounds=2)
+    (a, ma), (b, mb) = res["models"].items()
+    assert a != b and ma["time_vs_first"] == 1.0 and mb["time_vs_first"] > 0
+    for m in (ma, mb):
+        assert len(m["rounds"]) == 2
+        assert set(m["best"]["seconds"]) >= {"read", "network", "postprocess", "other", "total"}
+        assert 0.0 <= m["slide_f1"]["f1"] <= 1.0 and 0.0 <= m["pasted_f1"]["f1"] <= 1.0
+        assert m["gap_f1"] == round(m["slide_f1"]["f1"] - m["pasted_f1"]["f1"], 4)
+    assert ma["slide_f1"] == mb["slide_f1"] and ma["n_cells"] == mb["n_cells"] > 0
+    assert ma["pasted_f1"] == mb["pasted_f1"]
+    assert (tmp_path / "w" / "mosaic" / a / "ref" / "pasted" / "mosaic_label.tiff").is_file()

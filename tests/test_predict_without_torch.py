@@ -47,33 +47,6 @@ print(json.dumps(summary))
 """
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A flow_xs student trained for 150 steps on 8 demo images (enough to find some cells;
-    the cell diameter is fixed at 12 px, so every image is resized by 17/12), and its ONNX
-    export."""
-    from cellfuse.layout import list_samples
-    from student.distill import StudentTrainer
-    from student.export import export_student
-
-    root = tmp_path_factory.mktemp("student")
-    trainer = StudentTrainer(
-        variant="flow_xs",
-        max_steps=150,
-        crop=128,
-        batch_size=4,
-        lr=3e-3,
-        num_threads=1,
-        device="cpu",
-        postprocess=dict(min_size=4),
-        seed=0,
-    )
-    samples = list_samples(DEMO / "train", require_labels=True)[:8]
-    ckpt = trainer.fit(samples, [], root / "work")
-    res = export_student(ckpt, root / "export", program=False)
-    return ckpt, res["onnx"]
-
-
 def test_onnx_prediction_imports_no_torch_and_matches_the_torch_backend(
     exported, tmp_path, monkeypatch
 ):

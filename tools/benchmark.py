@@ -33,6 +33,10 @@
 - ``network`` (not in the default parts): the exported student's network alone on a
   2048 x 2048 synthetic slide, fp32 against int8 (onnxruntime static quantisation) at 512,
   768 and 1024 px tiles (``tools/bench_network.py``).
+- ``mosaic`` (not in the default parts; needs a quiet machine): the slide path of one or
+  more students (``--mosaic-onnx``) side by side on a 10k fluorescence mosaic of val images:
+  F1@0.5 in 2000-px ROIs against the per-image predictions pasted into it, s/Mpx and its
+  split into network and post-processing (``tools/bench_mosaic.py``).
 
 The JSON gets one section per part (parts run later are merged into the same file) plus
 the machine, the commit and each part's wall time; ``--readme`` regenerates the results
@@ -61,7 +65,7 @@ from cellfuse.errors import LayoutError  # noqa: E402
 from cellfuse.io import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark")
-PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce", "slide_ray", "network")
+PARTS = ("pipeline", "ensemble", "speed", "ray", "scarce", "slide_ray", "network", "mosaic")
 DEFAULT_PARTS = ("pipeline", "ensemble", "speed", "ray")
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -259,6 +263,13 @@ def part_network_cli(data: Path, work: Path, onnx: str | None, threads: int) -> 
     return part_network(Path(onnx), image, calib, work, threads)
 
 
+def part_mosaic_cli(args, data: Path, work: Path) -> dict[str, Any]:
+    from bench_mosaic import part_mosaic
+
+    onnx = args.mosaic_onnx or [_exported_student(work, args.onnx)]
+    return part_mosaic(data, work, onnx, args.threads, args.mosaic_size, args.mosaic_rounds)
+
+
 def part_scarce_cli(args, data: Path, work: Path) -> dict[str, Any]:
     from bench_scarce import INPUTS, part_scarce, plot
 
@@ -378,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         "--onnx", help="student for the slide_ray and network parts (default: the pipeline's)"
     )
     ap.add_argument("--slide-size", type=int, default=8000, help="slide side for slide_ray")
+    ap.add_argument(
+        "--mosaic-onnx", nargs="+", help="students of the mosaic part (default: --onnx)"
+    )
+    ap.add_argument("--mosaic-size", type=int, default=10000)
+    ap.add_argument("--mosaic-rounds", type=int, default=2)
     ap.add_argument("--readme", action="store_true", help="regenerate README.md's results table")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -401,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "scarce": lambda: part_scarce_cli(args, data, work),
         "slide_ray": lambda: part_slide_ray(data, work, args.onnx, args.slide_size),
         "network": lambda: part_network_cli(data, work, args.onnx, args.threads),
+        "mosaic": lambda: part_mosaic_cli(args, data, work),
     }
     for part in args.parts:
         t0 = time.time()
