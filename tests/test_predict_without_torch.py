@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import onnxruntime  # noqa: F401 - a dev install has it: missing fails, not skips
-import pytest
 import torch
 from conftest import DEMO, ROOT
 
