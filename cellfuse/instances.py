@@ -56,8 +56,21 @@ def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         (HxW uint16/uint32 labels 0..N, N old ids: ``old_ids[i]`` became ``i + 1``).
     """
+    top = int(labels.max()) if labels.size else 0
+    if top <= max(4 * labels.size, 1 << 16):
+        # one bincount and one lookup (skimage's map_array is ~3x slower on tiles)
+        present = np.bincount(labels.ravel(), minlength=top + 1) > 0
+        present[0] = False
+        ids = np.flatnonzero(present).astype(labels.dtype)
+        if ids.size == 0:
+            return np.zeros(labels.shape, np.uint16), ids
+        lut = np.zeros(top + 1, label_dtype(ids.size))
+        lut[ids] = np.arange(1, ids.size + 1)
+        return lut[labels], ids
     new, _, inverse = _relabel_sequential(labels)
-    ids = np.asarray(inverse.out_values)[1:].astype(labels.dtype, copy=False)
+    # (out_values starts with 0 only when the image has background)
+    ids = np.asarray(inverse.out_values)[np.asarray(inverse.in_values) > 0]
+    ids = ids.astype(labels.dtype, copy=False)
     if ids.size == 0:
         return np.zeros(labels.shape, np.uint16), ids
     return new.astype(label_dtype(ids.size), copy=False), ids

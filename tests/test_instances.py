@@ -24,6 +24,15 @@ def test_relabel_sequential(dtype):
     assert new.dtype == np.uint16
 
 
+@pytest.mark.parametrize("top", [200, 2**40])  # the lookup table, and skimage for huge ids
+def test_relabel_sequential_without_background(top):
+    """A tile covered by cells has no 0: every id is still returned (the first was dropped)."""
+    lab = np.array([[3, 7, 7], [3, top, top]], dtype=np.int64)
+    new, old = relabel_sequential(lab)
+    assert new.tolist() == [[1, 2, 2], [1, 3, 3]] and old.tolist() == [3, 7, top]
+    assert relabel_sequential(np.zeros((0, 3), np.uint32))[1].size == 0
+
+
 def test_relabel_picks_uint32_beyond_65535():
     lab = np.arange(70000, dtype=np.uint32).reshape(100, 700)
     new, _ = relabel_sequential(lab)
