@@ -84,8 +84,13 @@ def _predict_read(
         n, scale = _predict_in_memory(pred, read, shape, out_path, progress)
     log.info("%s: %dx%d px, scale %.3f, %d cells", path.name, *shape, scale, n)
     total = time.perf_counter() - t_start
-    seconds = {k: round(pred.timing[k], 3) for k in ("read", "network", "postprocess")}
-    seconds["other"] = round(total - sum(pred.timing.values()), 3)
+    t = pred.timing
+    seconds = {k: round(t[k], 3) for k in ("read", "network", "postprocess")}
+    # read + network seconds of the prefetch thread that ran beside the main thread's work
+    parallel = max(0.0, t["prefetched"] - t["wait"])
+    busy = t["read"] + t["network"] + t["postprocess"]
+    seconds["other"] = round(total - busy + parallel, 3)
+    seconds["parallel"] = round(parallel, 3)
     seconds["total"] = round(total, 3)
     return dict(
         shape=list(shape),

@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ VIEW_VOTE = FusionParams(tau=0.3, lo=0.3, hi=0.3)
 # ----------------------------------------------------------------------------- predictor
 
 
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class _TileBatcher:
     """``predict_tiled``'s per-tile callback, with the network run on ``batch`` tiles at once.
 
@@ -86,20 +95,58 @@ class _TileBatcher:
         self.tiles = tiles
         self.index = {self._key(t.read): i for i, t in enumerate(tiles)}
         self.cache: dict[int, np.ndarray] = {}
+        # The next batch is read and run through the network in a second thread while this
+        # one post-processes and stitches the current batch: the network backends and most
+        # numpy work release the GIL, so on 2 cores the two halves overlap (same outputs).
+        self.pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="cellfuse-tiles")
+            if pred.prefetch and len(tiles) > pred.batch
+            else None
+        )
+        self.pending: tuple[list[int], Future[list[np.ndarray]]] | None = None
 
     @staticmethod
     def _key(win: Window) -> tuple[int, int, int, int]:
         return (win[0].start, win[0].stop, win[1].start, win[1].stop)
 
+    def _batch(self, start: int) -> list[int]:
+        return list(range(start, min(start + self.pred.batch, len(self.tiles))))
+
+    def _run(self, todo: list[int]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        tiles = [self.read(self.tiles[j].read) for j in todo]
+        self.pred.timing["read"] += time.perf_counter() - t0
+        return self.pred.network(tiles, self.scale)
+
+    def _prefetched(self, todo: list[int]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        try:
+            return self._run(todo)
+        finally:
+            self.pred.timing["prefetched"] += time.perf_counter() - t0
+
+    def close(self) -> None:
+        """Stop the prefetching thread (an unused prefetched batch is dropped)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool, self.pending = None, None
+
     def __call__(self, win: Window) -> Instances:
         i = self.index[self._key(win)]
-        if i not in self.cache:
-            todo = list(range(i, min(i + self.pred.batch, len(self.tiles))))
+        if i not in self.cache and self.pending is not None:
+            todo, fut = self.pending
+            self.pending = None
             t0 = time.perf_counter()
-            tiles = [self.read(self.tiles[j].read) for j in todo]
-            self.pred.timing["read"] += time.perf_counter() - t0
-            outs = self.pred.network(tiles, self.scale)
-            self.cache.update(zip(todo, outs, strict=True))
+            self.cache.update(zip(todo, fut.result(), strict=True))
+            self.pred.timing["wait"] += time.perf_counter() - t0
+        if i not in self.cache:
+            todo = self._batch(i)
+            self.cache.update(zip(todo, self._run(todo), strict=True))
+        if self.pool is not None and self.pending is None:
+            nxt = max(self.cache) + 1
+            if nxt < len(self.tiles):
+                nb = self._batch(nxt)
+                self.pending = (nb, self.pool.submit(self._prefetched, nb))
         out = self.cache.pop(i)
         t0 = time.perf_counter()
         inst = output_to_instances(out, self.pred.pp)
@@ -138,6 +185,10 @@ class StudentPredictor:
             voting (:func:`cellfuse.fusion.fuse` with :data:`VIEW_VOTE`, the ensemble's
             rule when it predicts); ~4x the time. In-memory images only (a memory-mapped
             or streamed image gets one view, with a warning). Not with ``flip_average``.
+        prefetch: read and run the next batch of tiles through the network in a second
+            thread while the current batch is post-processed (same labels; faster on 2+
+            cores); None: on when this process may use more than one CPU. An execution
+            detail, not stored in sidecars.
     """
 
     def __init__(
@@ -161,6 +212,7 @@ class StudentPredictor:
         device: str = "auto",
         flip_average: bool = False,
         view_vote: bool = False,
+        prefetch: bool | None = None,
     ) -> None:
         if callable(getattr(model, "state_dict", None)):  # a torch module
             model = TorchBackend(model, device=device)
@@ -185,12 +237,15 @@ class StudentPredictor:
         self.region_cells = int(region_cells)
         self.flip_average = bool(flip_average)
         self.view_vote = bool(view_vote)
+        self.prefetch = _cpus() > 1 if prefetch is None else bool(prefetch)
         if self.flip_average and self.view_vote:
             raise ConfigError("choose one kind of test-time views: flip_average or view_vote")
         #: the per-region scales of the last local-scale prediction (None: not run)
         self.last_region_scales: np.ndarray | None = None
         #: seconds spent reading + normalising tiles ("read"), in the network ("network",
-        #: resizing included) and post-processing ("postprocess"); reset by predict_file
+        #: resizing included) and post-processing ("postprocess"), busy time whichever thread
+        #: ran them; with prefetching also the prefetch thread's busy seconds ("prefetched")
+        #: and the main thread's waits for it ("wait"); reset by predict_file
         self.timing: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ construction
@@ -346,9 +401,18 @@ class StudentPredictor:
         tile, overlap = self._image_tiling(scale)
         tiles = tile_grid(shape, tile, overlap)
         batcher = _TileBatcher(self, tiles, read, scale)
-        return predict_tiled(
-            batcher, lambda win: win, shape, tile=tile, overlap=overlap, out=out, progress=progress
-        )
+        try:
+            return predict_tiled(
+                batcher,
+                lambda win: win,
+                shape,
+                tile=tile,
+                overlap=overlap,
+                out=out,
+                progress=progress,
+            )
+        finally:
+            batcher.close()
 
     def measure_scale(self, read: Reader, shape: tuple[int, int]) -> tuple[float, Instances | None]:
         """Rescale factor ``nominal / median diameter`` from a pass at scale 1.
@@ -506,7 +570,10 @@ class StudentPredictor:
             ``{"shape", "n_cells", "scale", "stream", "seconds", "s_per_mpx"}``: ``seconds``
             splits the time into ``read`` (reading + normalising tiles), ``network``
             (resizing + the network), ``postprocess`` (flows -> cells), ``other``
-            (intensity percentiles, stitching, writing labels) and ``total``; the
+            (intensity percentiles, stitching, writing labels) and ``total``; the first
+            three are busy seconds of whichever thread ran them, and ``parallel`` is the
+            part of read + network that the prefetching thread ran beside the others
+            (``read + network + postprocess + other - parallel = total``); the
             scale-measuring pass is counted in the first three. In a stream ``n_cells`` counts the ids handed out (a cell entirely
             overpainted by its neighbours, rare, leaves its id unused).
         """

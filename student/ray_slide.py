@@ -58,6 +58,7 @@ class SlideBlockWorker:
         self, factory: Callable[[], StudentPredictor], die_once: str | None = None
     ) -> None:
         self.pred = factory()
+        self.pred.prefetch = False  # a worker is given one CPU: no second thread
         # tests: a marker file; the first block that finds it absent kills its worker
         self.die_once = die_once
         self._readers: dict[str, Any] = {}
@@ -89,9 +90,12 @@ class SlideBlockWorker:
         tiles = [_Win(w) for w in windows]
         batcher = _TileBatcher(self.pred, tiles, lambda w: n(raw(w)), scale)
         out = []
-        for w in windows:
-            inst = batcher(w)
-            out.append((inst.labels, inst.scores))
+        try:
+            for w in windows:
+                inst = batcher(w)
+                out.append((inst.labels, inst.scores))
+        finally:
+            batcher.close()
         return out
 
 

@@ -1,5 +1,7 @@
 """StudentPredictor: tiled vs whole image, batching, odd shapes, whole-slide files."""
 
+import threading
+
 import numpy as np
 import pytest
 import tifffile
@@ -105,6 +107,37 @@ def _slide(tmp_path, shape=(1100, 1300), n=500, seed=6):
     return lab, img, path
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_prefetching_thread_changes_nothing_but_time(tmp_path, stream):
+    """The next tiles' network pass in a second thread: the same labels as one thread, its
+    time reported as ``parallel``; a network error in that thread reaches the caller."""
+    _, _, path = _slide(tmp_path, shape=(700, 900), n=250)
+    kw = dict(nominal_diameter=20.0, tile=256, overlap=64, batch=2)
+    one = StudentPredictor(OracleBackend(), prefetch=False, **kw)
+    two = StudentPredictor(OracleBackend(), **kw)
+    a = one.predict_file(path, tmp_path / "a" / "s_label.tiff", progress=False, stream=stream)
+    b = two.predict_file(path, tmp_path / "b" / "s_label.tiff", progress=False, stream=stream)
+    assert a["n_cells"] == b["n_cells"] > 100
+    la, lb = (
+        read_labels(tmp_path / "a" / "s_label.tiff"),
+        read_labels(tmp_path / "b" / "s_label.tiff"),
+    )
+    assert np.array_equal(la, lb)
+    assert a["seconds"]["parallel"] == 0.0 and b["seconds"]["parallel"] >= 0.0
+    assert two.timing["prefetched"] > 0 and one.timing["prefetched"] == 0
+
+    class Failing(OracleBackend):
+        def __call__(self, x):
+            if len(self.calls) == 2:  # the third batch: one the prefetch thread runs
+                raise RuntimeError("network died")
+            return super().__call__(x)
+
+    bad = StudentPredictor(Failing(), **kw)
+    with pytest.raises(RuntimeError, match="network died"):
+        bad.predict_file(path, tmp_path / "c" / "s_label.tiff", progress=False, stream=stream)
+    assert not any(t.name.startswith("cellfuse-tiles") for t in threading.enumerate())
+
+
 def test_stream_equals_in_memory_and_every_level_opens(tmp_path):
     import zarr  # a dev install has it: missing is a failure, not a skip
 
@@ -114,7 +147,7 @@ def test_stream_equals_in_memory_and_every_level_opens(tmp_path):
     mem = pred.predict_file(path, tmp_path / "mem" / "s_label.tiff", progress=False, stream=False)
     st = pred.predict_file(path, tmp_path / "st" / "s_label.tiff", progress=False, stream=True)
     assert st["stream"] and not mem["stream"] and st["scale"] == mem["scale"] != 1.0
-    assert set(st["seconds"]) == {"read", "network", "postprocess", "other", "total"}
+    assert set(st["seconds"]) == {"read", "network", "postprocess", "other", "parallel", "total"}
     ref = read_labels(tmp_path / "mem" / "s_label.tiff")
     with tifffile.TiffFile(tmp_path / "st" / "s_label.tiff") as tif:
         levels = tif.series[0].levels
