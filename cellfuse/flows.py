@@ -332,13 +332,11 @@ def flows_to_labels(
             labels, _ = relabel_sequential(labels)
     if fill:
         labels = fill_holes(labels)
-    n = int(labels.max())
     kept = labels
     if min_size > 0:
         kept = remove_small(labels, min_size)
-    present = np.bincount(kept.ravel(), minlength=n + 1) > 0  # (np.unique sorts: slower)
-    err = err[present[1:]]
-    kept, _ = relabel_sequential(kept)
+    kept, old = relabel_sequential(kept)
+    err = err[old.astype(np.intp) - 1]  # the surviving ids, ascending
     m = int(kept.max())
     if m == 0:
         return empty

@@ -17,9 +17,10 @@ Rules, each written once here:
   by ``nominal / diameter``, clamped.
 - **Resizing** (:func:`resize_image`): bilinear, antialiased when shrinking, the same
   arithmetic as torch's ``F.interpolate(mode="bilinear", align_corners=False,
-  antialias=shrink)`` to within 2 float32 ulp (``tests/test_predict_without_torch.py``
-  checks it against torch; float32 products of banded sparse matrices); :func:`cellfuse.nn.augment.resize_image_torch` is its torch twin, used by
-  training so that training replays bit for bit.
+  antialias=shrink)`` to within 2 float32 ulp (float32 products of banded sparse
+  matrices; ``tests/test_predict_without_torch.py`` checks it against torch);
+  :func:`cellfuse.nn.augment.resize_image_torch` is its torch twin, used by training so
+  that training replays bit for bit.
 """
 
 from __future__ import annotations
