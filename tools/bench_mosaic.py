@@ -43,7 +43,7 @@ def part_mosaic(
     from student.predictor import StudentPredictor
 
     root = work / "mosaic"
-    mosaic = root / "mosaic"
+    mosaic = root / f"mosaic{size}"  # (a mosaic of another --mosaic-size is not reused)
     if not (mosaic / "mosaic.tif").is_file():
         make_mosaic.main(["--split", str(data / "val"), "--size", str(size), "--out", str(mosaic)])
     names = [Path(o).parent.name + "_" + Path(o).stem for o in onnx]
