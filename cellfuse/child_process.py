@@ -5,7 +5,9 @@ must resume cleanly, so no orphan may keep training and writing checkpoints afte
 parent is gone: the child asks the kernel for SIGKILL when the parent dies (Linux
 ``PR_SET_PDEATHSIG``) and, everywhere, a watchdog thread exits when its parent changes.
 
-    run_in_child("student.distill:distill_file", cfg_file, work_dir, log=work_dir / "train.log")
+    run_in_child("distill_file", cfg_file, work_dir, log_file=work_dir / "train.log")
+
+The target is a role of :mod:`cellfuse.plugins` (``"distill_file"``) or ``"module:function"``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def run_in_child(
     """Call ``module:function(*args)`` in a fresh interpreter and wait for it.
 
     Args:
-        target: ``"package.module:function"``; the function takes string arguments.
+        target: a :mod:`cellfuse.plugins` role or ``"package.module:function"``; the
+            function takes string arguments.
         *args: its arguments.
         log_file: the child's stdout and stderr are appended here.
         heartbeat_s: every this many seconds, log the last line of the child's log (its
@@ -131,8 +134,14 @@ def main(argv: list[str]) -> None:
     parent, target, *args = argv
     _die_with(int(parent))
     setup_logging()
-    module, _, func = target.partition(":")
-    getattr(importlib.import_module(module), func)(*args)
+    if ":" in target:
+        module, _, func = target.partition(":")
+        fn = getattr(importlib.import_module(module), func)
+    else:
+        from cellfuse.plugins import plugin
+
+        fn = plugin(target)
+    fn(*args)
 
 
 if __name__ == "__main__":

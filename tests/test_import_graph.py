@@ -1,11 +1,14 @@
 """The layering of the code base, read from its import statements (top-level and lazy ones).
 
     core  cellfuse/ (io, preprocess, instances, flows, metric, tiling, config, manifest,
-          stages, model_api, ...): numpy/scipy; imports no model package and no torch
-    nn    cellfuse/nn/: the torch building blocks teachers and student share
+          stages, model_api, plugins, and the CLI and pipeline in cellfuse/app/):
+          numpy/scipy; imports no model package and no torch, not even lazily: it asks
+          for the model packages' functions by role name (cellfuse/plugins.py, the entry
+          points in pyproject.toml)
+    nn    cellfuse/nn/: the torch building blocks teachers and student share, and the GPU
+          preflight
     teachers/   student/          never import each other
     ensemble/                     builds teachers by registry name; never imports student/
-    app   cellfuse/app/ (pipeline stages, CLI; cellfuse/__main__.py): may import all of them
     tools/                        scripts; nothing imports them
 
 The teacher registry names ``student.as_teacher:StudentAsTeacher`` as a string; that entry,
@@ -24,15 +27,14 @@ from conftest import ROOT
 PACKAGES = ("cellfuse", "teachers", "student", "ensemble", "tools")
 
 FORBIDDEN = {
-    "core": {"teachers", "student", "ensemble", "tools", "app", "nn", "torch", "torchvision"},
-    "nn": {"teachers", "student", "ensemble", "tools", "app"},
-    "teachers": {"student", "ensemble", "tools", "app"},
-    "student": {"teachers", "ensemble", "tools", "app"},
-    "ensemble": {"student", "tools", "app"},
-    "app": {"tools"},
+    "core": {"teachers", "student", "ensemble", "tools", "nn", "torch", "torchvision"},
+    "nn": {"teachers", "student", "ensemble", "tools"},
+    "teachers": {"student", "ensemble", "tools"},
+    "student": {"teachers", "ensemble", "tools"},
+    "ensemble": {"student", "tools"},
     "tools": set(),
 }
-ORDER = ["core", "nn", "teachers", "student", "ensemble", "app", "tools"]
+ORDER = ["core", "nn", "teachers", "student", "ensemble", "tools"]
 
 
 def module_name(path: Path) -> str:
@@ -45,8 +47,6 @@ def module_name(path: Path) -> str:
 def layer(module: str) -> str | None:
     """The layer of a module name, or of a third-party one that matters (torch)."""
     top = module.split(".")[0]
-    if module == "cellfuse.__main__" or module.startswith("cellfuse.app"):
-        return "app"
     if module.startswith("cellfuse.nn"):
         return "nn"
     if top == "cellfuse":

@@ -1,4 +1,4 @@
-"""The GPU profile preflight (cellfuse/app/preflight.py): one line per problem, exit 2,
+"""The GPU profile preflight (cellfuse/nn/preflight.py): one line per problem, exit 2,
 before any training. There is no GPU where these tests run: the device, memory and mmcv
 library queries are replaced (monkeypatch), the checkpoint checks are real."""
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import DEMO
 
-from cellfuse.app import preflight as pf
 from cellfuse.app.cli import main
-from cellfuse.app.preflight import GPU, PreflightError, preflight, require_preflight
 from cellfuse.config import load_config, profile_path
+from cellfuse.nn import preflight as pf
+from cellfuse.nn.preflight import GPU, PreflightError, preflight, require_preflight
 
 GIB = 2**30
 H100 = GPU("NVIDIA H100 80GB HBM3", 80 * GIB)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import mmcv
-from cellfuse.app.preflight import has_cuda_kernels
+from cellfuse.nn.preflight import has_cuda_kernels
 from mmcv.ops import nms
 
 assert Path(mmcv.__file__).is_relative_to(Path(sys.argv[1]).parents[1]), mmcv.__file__

@@ -10,8 +10,11 @@ its arguments, sets up logging once and calls one library function.
         [--stream] [--local-scale] [--flip-average|--view-vote] [--address auto|HOST:PORT] [--workers N]   (student.ray_slide)
     cellfuse evaluate TRUTH_DIR PRED_DIR [--out DIR]                         cellfuse.metric
     cellfuse submit PRED_DIR TEST_IMAGES_DIR OUT_DIR                         cellfuse.submission
-    cellfuse check [INPUT] [--work DIR] [--profile NAME] [--json OUT]        cellfuse.check, .app.preflight
+    cellfuse check [INPUT] [--work DIR] [--profile NAME] [--json OUT]        cellfuse.check, .nn.preflight
     cellfuse check --submission OUT_DIR [--test-images DIR]                  cellfuse.submission
+
+The right-hand column names where each command's work is done; the model packages are
+reached through their roles (:mod:`cellfuse.plugins`), never imported here.
 
 Every config-driven command takes ``--cfg-options k=v ...`` (dotted keys, values parsed as
 Python literals). ``cellfuse COMMAND --help`` describes each. Any error is one line
@@ -31,6 +34,7 @@ from typing import Any
 
 from cellfuse.errors import CellfuseError
 from cellfuse.log_setup import setup_logging
+from cellfuse.plugins import plugin
 
 log = logging.getLogger("cellfuse")
 
@@ -100,20 +104,17 @@ def _training(train: Callable[..., Path], default_root: str) -> Callable[[argpar
 
 
 def _train_teacher(args: argparse.Namespace) -> int:
-    from teachers.train import train_teacher
-
-    return _training(train_teacher, "work/teachers")(args)
+    return _training(plugin("train_teacher"), "work/teachers")(args)
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from student.distill import distill
-
-    return _training(distill, "work/student")(args)
+    return _training(plugin("distill"), "work/student")(args)
 
 
 def _pseudo_label(args: argparse.Namespace) -> int:
     from cellfuse.config import load_config
-    from ensemble.pseudolabel import run_pseudo_label
+
+    run_pseudo_label = plugin("pseudo_label")
 
     setup_logging()
     cfg = load_config(args.config, parse_cfg_options(args.cfg_options))
@@ -139,7 +140,8 @@ def _pseudo_label(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from cellfuse.io import read_image
     from cellfuse.layout import list_images
-    from student.export import export_student
+
+    export_student = plugin("export_student")
 
     setup_logging()
     images = []
@@ -170,8 +172,9 @@ def _output_formats(text: str) -> list[str]:
 def _predict(args: argparse.Namespace) -> int:
     from cellfuse.errors import LayoutError
     from cellfuse.layout import list_images
-    from student.batch import model_key, predict_files
-    from student.predictor import StudentPredictor
+
+    model_key, predict_files = plugin("model_key"), plugin("predict_files")
+    StudentPredictor = plugin("student_predictor")
 
     setup_logging()
     src = Path(args.input)
@@ -197,9 +200,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.address or args.workers:
         if not args.onnx:
             raise CellfuseError("--address/--workers (Ray slide blocks) need --onnx")
-        from student.ray_slide import RaySlidePredictor
-
-        pred = ray_pred = RaySlidePredictor(
+        pred = ray_pred = plugin("ray_slide_predictor")(
             args.onnx,
             address=args.address,
             num_workers=args.workers,
@@ -263,10 +264,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    from ensemble.suggest_report import suggest_main
-
     try:
-        return suggest_main(args.rest)
+        return plugin("suggest")(args.rest)
     except SystemExit as e:  # its own --help (0) or usage error (2)
         return int(e.code or 0)
 
@@ -310,11 +309,10 @@ def _check_input(args: argparse.Namespace) -> int:
 
 
 def _preflight(profile: str, input_dir: Path, cfg_options: dict | None) -> int:
-    """Print the profile's preflight lines (cellfuse.app.preflight); 2 on errors."""
-    from cellfuse.app.preflight import preflight
+    """Print the profile's preflight lines (cellfuse.nn.preflight); 2 on errors."""
     from cellfuse.config import load_config, profile_path
 
-    problems = preflight(load_config(profile_path(profile), cfg_options), profile, input_dir)
+    problems = plugin("preflight")(load_config(profile_path(profile), cfg_options), profile, input_dir)
     for p in problems:
         print(p.line, file=sys.stderr)
     errors = sum(p.level == "error" for p in problems)

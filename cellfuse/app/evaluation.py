@@ -21,8 +21,9 @@ def evaluate(run: Run, truth: Path, cfg: Any, teachers: dict, students: dict) ->
     from cellfuse.layout import find_label, image_id, list_images
     from cellfuse.metric import evaluate_image
     from cellfuse.modality import modality
-    from ensemble.worker import PseudoLabeler
-    from student.predictor import StudentPredictor
+    from cellfuse.plugins import plugin
+
+    PseudoLabeler, StudentPredictor = plugin("pseudo_labeler"), plugin("student_predictor")
 
     def fn() -> dict:
         students_m = {
@@ -201,9 +202,9 @@ def make_report(run: Run, truth: Path | None, unlabeled: list[Path]) -> Path:
                         ),
                     )
                 )
-    from ensemble.suggest_report import report_section
+    from cellfuse.plugins import plugin
 
-    suggested = report_section(run.work_dir / "pseudo", rep, run.cfg.get("suggest_n", 8))
+    suggested = plugin("suggest_report_section")(run.work_dir / "pseudo", rep, run.cfg.get("suggest_n", 8))
     if suggested is not None:
         tables["Images to label next (cellfuse suggest)"] = suggested[0]
         figures.append(("Images to label next: each teacher's outlines", suggested[1]))

@@ -8,8 +8,9 @@ otherwise. Inside a stage the tools resume on their own (teachers from ``last.pt
 pseudo-labels from their manifest, predictions per image), so a run killed anywhere picks up
 where it stopped. Test labels are never read before the evaluate stage.
 
-Orchestration: the one layer (with the CLI) that imports every model package; the core
-(:mod:`cellfuse.stages` holds the stage records) never imports it.
+The stages call the model packages through their roles (:mod:`cellfuse.plugins`:
+``train_teacher``, ``pseudo_label``, ``distill``, ``export_student``, ``student_predictor``,
+...); this module imports none of them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cellfuse.config import (
 )
 from cellfuse.durable import dump_config
 from cellfuse.errors import CellfuseError, LayoutError
+from cellfuse.plugins import plugin
 from cellfuse.stages import Run, find_test_labels, folder_signature
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ def teacher_stage_config(profile_cfg, entry, input_dir: str | Path, *, imports: 
 
 def train_teachers(run: Run) -> dict:
     """Train every teacher of the profile (each resumes from its own last checkpoint)."""
-    from teachers.train import train_teacher
+    train_teacher = plugin("train_teacher")
 
     out = {}
     for entry in run.cfg.teachers:
@@ -157,7 +159,7 @@ def ensemble_config(run: Run, teachers: dict):
 
 def pseudo_label(run: Run, teachers: dict) -> dict:
     """Fuse the teachers' predictions on the unlabeled pool into pseudo-labels (Ray)."""
-    from ensemble.pseudolabel import run_pseudo_label
+    run_pseudo_label = plugin("pseudo_label")
 
     images, transductive = unlabeled_images(run)
     cfg = ensemble_config(run, teachers)
@@ -191,7 +193,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
     by side, each in a child process that dies with this one (its log: ``<work>/train.log``),
     so single-threaded students use both cores of a 2-core machine.
     """
-    from student.distill import distill
+    distill = plugin("distill")
 
     variants = {"student": str(run.work_dir / "pseudo")}
     if run.cfg.get("ablation", True):
@@ -219,7 +221,7 @@ def distill_students(run: Run, pseudo: dict) -> dict:
             dump_config(cfg, cfg_file)
             log.info("%s: training in a child process, log %s", work.name, work / "train.log")
             run_in_child(
-                "student.distill:distill_file",
+                "distill_file",
                 str(cfg_file),
                 str(work),
                 "1" if resume else "0",
@@ -265,7 +267,7 @@ def choose_student(students: dict) -> str:
 
 def export_student(run: Run, students: dict) -> dict:
     """ONNX (+ torch.export) of the chosen student (:func:`choose_student`), parity checked."""
-    from student.export import export_student as export
+    export = plugin("export_student")
 
     name = choose_student(students)
     if name != "student":
@@ -297,8 +299,9 @@ def export_student(run: Run, students: dict) -> dict:
 def predict_test(run: Run, exported: dict) -> dict:
     """Predict every test image with the exported ONNX model (no training code involved)."""
     from cellfuse.layout import list_images
-    from student.batch import model_key, predict_files
-    from student.predictor import StudentPredictor
+
+    model_key, predict_files = plugin("model_key"), plugin("predict_files")
+    StudentPredictor = plugin("student_predictor")
 
     images = list_images(run.input_dir / "test" / "images")
     out_dir = run.work_dir / "predictions"
@@ -344,9 +347,10 @@ def run(
     cfg_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``input_dir`` into ``work_dir``; returns the summary dict."""
-    from cellfuse.app.preflight import require_preflight
     from cellfuse.check import check_stage
     from cellfuse.durable import clean_stale
+
+    require_preflight = plugin("require_preflight")
 
     input_dir, work_dir = Path(input_dir).resolve(), Path(work_dir).resolve()
     cfg = load_config(profile_path(profile), cfg_options)

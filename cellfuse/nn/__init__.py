@@ -3,6 +3,7 @@
 augmentation (:mod:`~cellfuse.nn.augment`) and the flow-network training loop
 (:mod:`~cellfuse.nn.flow_training`).
 
-Not part of the torch-free core: nothing in ``cellfuse`` outside this package (and the
-orchestration in :mod:`cellfuse.app`) imports it. Installed with ``cellfuse[train]``.
+Not part of the torch-free core: nothing in ``cellfuse`` outside this package imports it.
+Installed with ``cellfuse[train]``. The GPU preflight (:mod:`~cellfuse.nn.preflight`) lives
+here too; the core reaches it, like the model packages, through :mod:`cellfuse.plugins`.
 """

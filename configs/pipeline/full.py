@@ -7,7 +7,7 @@ teachers = [
 ]
 student = "configs/student/distill_full.py"
 # Every model trains on this device; `cellfuse check --profile full` and the start of
-# `cellfuse run` refuse a machine without it (cellfuse/app/preflight.py).
+# `cellfuse run` refuse a machine without it (cellfuse/nn/preflight.py).
 device = "cuda"
 # Official checkpoints, local files (nothing is downloaded): the SAM ViT-B weights
 # (sam_vit_b_01ec64.pth; without them the tiny SAM trains from scratch instead, see

@@ -1,6 +1,6 @@
 # Flow U-Net teacher, GPU-sized profile: a wider residual U-Net trained longer.
 # Sized for one 40-80 GB GPU: batch 32 of 256 px crops under bf16 autocast; preflight
-# estimates ~17 GiB in fp32 (cellfuse/app/preflight.py), so it fits a 40 GB card.
+# estimates ~17 GiB in fp32 (cellfuse/nn/preflight.py), so it fits a 40 GB card.
 # Expected wall time (an estimate, not measured): 240 min of training steps + validation
 # every 20 min (~1 min each on DSB-sized val sets) + flow targets (~2 min): ~4.3 h. The
 # budget is in minutes, so a faster GPU trains more steps in the same time, not sooner.

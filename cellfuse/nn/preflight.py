@@ -35,6 +35,7 @@ from typing import Any
 from cellfuse.check import Problem
 from cellfuse.config import official_checkpoint
 from cellfuse.errors import ConfigError
+from cellfuse.plugins import plugin
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,7 @@ def _sam_bytes(tcfg: dict) -> int:
 
     import torch
 
-    from teachers.sam_build import sam_registry
-
+    sam_registry = plugin("sam_registry")
     train = dict(tcfg.get("train") or {})
     crops = int(train.get("crops_per_step", 4))
     prompts = int(train.get("prompts_per_crop", 16))
@@ -222,17 +222,13 @@ def estimate_bytes(kind: str, cfg: Any) -> int:
     if kind == "sam":
         return _sam_bytes(cfg.teacher.to_dict())
     if kind == "flowunet":
-        from teachers import build_teacher
-
         t = cfg.teacher.to_dict()
         t["device"] = "cpu"
-        return _flow_bytes(build_teacher(t))
+        return _flow_bytes(plugin("build_teacher")(t))
     if kind == "student":
-        from student.distill import StudentTrainer
-
         s = cfg.student.to_dict()
         s.update(device="cpu", pseudo=None, soft_teacher=None)
-        return _flow_bytes(StudentTrainer(**s))
+        return _flow_bytes(plugin("student_trainer")(**s))
     return 0  # the classical teacher runs on the CPU
 
 
@@ -277,9 +273,7 @@ def check_checkpoint(name: str, kind: str, path: str, cfg: Any) -> str | None:
         return f"checkpoints.{name}={path}: cannot be read as weights ({type(exc).__name__}: {exc})"
     with torch.device("meta"):
         if kind == "sam":
-            from teachers.sam_build import sam_registry
-
-            model = sam_registry[cfg.teacher.get("variant", "vit_b")]()
+            model = plugin("sam_registry")[cfg.teacher.get("variant", "vit_b")]()
             prefixes: tuple[str, ...] = ("",)
         else:
             from mmdet.registry import MODELS
