@@ -29,15 +29,18 @@ from typing import Any
 from cellfuse.errors import CellfuseError
 
 GROUP = "cellfuse.plugins"
+# teacher types beyond the built-in ones (teachers/__init__.py): "name = module:Class"
+TEACHER_GROUP = "cellfuse.teachers"
 
 
 class PluginError(CellfuseError):
     """A role is not declared, or its module cannot be imported."""
 
 
-def declared() -> dict[str, EntryPoint]:
-    """Every declared role: name -> entry point, from every installed distribution's
-    metadata in ``sys.path`` order (the first declaration of a name wins).
+def declared(group: str = GROUP) -> dict[str, EntryPoint]:
+    """Every entry point of ``group`` (default: the roles): name -> entry point, from every
+    installed distribution's metadata in ``sys.path`` order (the first declaration of a name
+    wins).
 
     Read from each distribution, not through ``entry_points(group=...)``, which keeps one
     distribution per name: a stale ``cellfuse.egg-info`` in a checkout (on ``sys.path``
@@ -45,7 +48,7 @@ def declared() -> dict[str, EntryPoint]:
     """
     out: dict[str, EntryPoint] = {}
     for dist in distributions():
-        for ep in dist.entry_points.select(group=GROUP):
+        for ep in dist.entry_points.select(group=group):
             out.setdefault(ep.name, ep)
     return out
 

@@ -8,7 +8,11 @@ All teachers share one small interface, so the ensemble never knows which it hol
     inst = teacher.predict(image)                # HxWxC array -> Instances
 
 Teacher modules import torch/mmdet/segment-anything themselves; the registry maps a type
-name to its module and imports it only when that type is built.
+name to its module and imports it only when that type is built. Other packages add teacher
+types as entry points of the group ``cellfuse.teachers`` (``name = "module:Class"``, a
+:class:`cellfuse.model_api.Teacher`): the student declares itself that way (type
+``student``: a trained student votes in the next self-training round), and so can a lab's
+own model, with no change here.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from typing import Any
 
 from cellfuse.errors import ConfigError
 from cellfuse.model_api import Teacher
+from cellfuse.plugins import TEACHER_GROUP, declared
 
 # type name -> "module:Class"; imported lazily so `import teachers` stays light.
-TEACHER_REGISTRY: dict[str, str] = {
+BUILTIN_TEACHERS: dict[str, str] = {
     "flowunet": "teachers.flowunet:FlowUNetTeacher",
     "sam": "teachers.sam:SAMTeacher",
     "maskrcnn": "teachers.maskrcnn:MaskRCNNTeacher",
     "classical": "teachers.classical:ClassicalTeacher",
-    "student": "student.as_teacher:StudentAsTeacher",  # a trained student joins the next round
+}
+# the built-in types, then those other packages declare (they cannot replace a built-in)
+TEACHER_REGISTRY: dict[str, str] = {
+    **{n: ep.value for n, ep in declared(TEACHER_GROUP).items()},
+    **BUILTIN_TEACHERS,
 }
 
 
@@ -35,7 +44,10 @@ def teacher_class(type_name: str) -> type[Teacher]:
     """The class registered under ``type_name``."""
     if type_name not in TEACHER_REGISTRY:
         known = ", ".join(sorted(TEACHER_REGISTRY))
-        raise ConfigError(f"unknown teacher type {type_name!r}; known types: {known}")
+        raise ConfigError(
+            f"unknown teacher type {type_name!r}; known types: {known} (other packages add "
+            f"types as {TEACHER_GROUP!r} entry points; re-run tools/setup.sh after adding one)"
+        )
     module, cls = TEACHER_REGISTRY[type_name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -99,3 +99,38 @@ def test_the_cli_reaches_a_role_and_imports_no_model_package_until_then():
     first, _, rest = out.stdout.partition("\n")
     assert first == "[]", first
     assert "--n" in rest, out.stdout + out.stderr  # suggest's own help, from ensemble/
+
+
+def test_another_package_adds_a_teacher_type_by_entry_point(tmp_path):
+    """A lab's own package declares ``[cellfuse.teachers] labnet = lab_teacher:LabTeacher``:
+    ``build_teacher(dict(type="labnet"))`` builds it; it cannot replace a built-in type."""
+    (tmp_path / "lab_teacher.py").write_text(
+        "from cellfuse.model_api import Teacher\n"
+        "class LabTeacher(Teacher):\n"
+        "    name = 'labnet'\n"
+        "    def __init__(self, depth=1):\n"
+        "        self.depth = depth\n"
+        "    def fit(self, train, val, work_dir): ...\n"
+        "    def load(self, checkpoint): ...\n"
+        "    def predict(self, image): ...\n"
+    )
+    info = tmp_path / "lab_teacher-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-teacher\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[cellfuse.teachers]\nlabnet = lab_teacher:LabTeacher\nflowunet = lab_teacher:LabTeacher\n"
+    )
+    code = (
+        "from teachers import build_teacher, teacher_class\n"
+        "t = build_teacher(dict(type='labnet', depth=3))\n"
+        "print(type(t).__name__, t.depth, teacher_class('flowunet').__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.stdout.split() == ["LabTeacher", "3", "FlowUNetTeacher"], out.stdout + out.stderr
