@@ -312,7 +312,8 @@ def _preflight(profile: str, input_dir: Path, cfg_options: dict | None) -> int:
     """Print the profile's preflight lines (cellfuse.nn.preflight); 2 on errors."""
     from cellfuse.config import load_config, profile_path
 
-    problems = plugin("preflight")(load_config(profile_path(profile), cfg_options), profile, input_dir)
+    cfg = load_config(profile_path(profile), cfg_options)
+    problems = plugin("preflight")(cfg, profile, input_dir)
     for p in problems:
         print(p.line, file=sys.stderr)
     errors = sum(p.level == "error" for p in problems)

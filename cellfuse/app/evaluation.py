@@ -204,7 +204,8 @@ def make_report(run: Run, truth: Path | None, unlabeled: list[Path]) -> Path:
                 )
     from cellfuse.plugins import plugin
 
-    suggested = plugin("suggest_report_section")(run.work_dir / "pseudo", rep, run.cfg.get("suggest_n", 8))
+    report_section = plugin("suggest_report_section")
+    suggested = report_section(run.work_dir / "pseudo", rep, run.cfg.get("suggest_n", 8))
     if suggested is not None:
         tables["Images to label next (cellfuse suggest)"] = suggested[0]
         figures.append(("Images to label next: each teacher's outlines", suggested[1]))
