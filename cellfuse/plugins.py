@@ -15,6 +15,9 @@ it, with no change to the core. A role's module is imported only when the role i
 asked for, so ``import cellfuse`` stays numpy-only and a slide-only install (no torch) runs
 ``cellfuse predict --onnx`` without touching the training code.
 
+Run from a source checkout, the checkout's own ``pyproject.toml`` declares the roles too, so
+an uninstalled checkout (``python -m cellfuse`` from the repo root) works as before.
+
 Errors are one line: a role nobody declares (the package is not installed: run
 ``tools/setup.sh`` or ``pip install -e .``), or a declared role whose module cannot be
 imported (a missing extra, e.g. ``pip install 'cellfuse[train]'``).
@@ -26,6 +29,7 @@ import functools
 from importlib.metadata import EntryPoint, distributions
 from typing import Any
 
+from cellfuse.config import package_parent
 from cellfuse.errors import CellfuseError
 
 GROUP = "cellfuse.plugins"
@@ -40,7 +44,8 @@ class PluginError(CellfuseError):
 def declared(group: str = GROUP) -> dict[str, EntryPoint]:
     """Every entry point of ``group`` (default: the roles): name -> entry point, from every
     installed distribution's metadata in ``sys.path`` order (the first declaration of a name
-    wins).
+    wins), then those of the checkout's ``pyproject.toml`` (:func:`checkout_declared`) for
+    names the metadata lacks.
 
     Read from each distribution, not through ``entry_points(group=...)``, which keeps one
     distribution per name: a stale ``cellfuse.egg-info`` in a checkout (on ``sys.path``
@@ -50,7 +55,26 @@ def declared(group: str = GROUP) -> dict[str, EntryPoint]:
     for dist in distributions():
         for ep in dist.entry_points.select(group=group):
             out.setdefault(ep.name, ep)
+    for name, ep in checkout_declared(group).items():
+        out.setdefault(name, ep)
     return out
+
+
+def checkout_declared(group: str = GROUP) -> dict[str, EntryPoint]:
+    """The entry points ``pyproject.toml`` declares when cellfuse runs from a source checkout
+    (the file next to the ``cellfuse`` package): a checkout that was never installed, or one
+    whose pyproject gained a role since the last install, still finds its roles. ``{}`` for
+    an installed package (no pyproject beside it)."""
+    path = package_parent() / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed metadata has to do
+        return {}
+    with open(path, "rb") as fh:
+        table = tomllib.load(fh).get("project", {}).get("entry-points", {}).get(group, {})
+    return {name: EntryPoint(name, value, group) for name, value in table.items()}
 
 
 @functools.cache

@@ -52,10 +52,27 @@ def test_every_declared_role_loads_and_the_environment_is_current():
     """The installed metadata matches pyproject.toml (else: re-run tools/setup.sh), and each
     target imports (the full environment has every extra)."""
     declared = pyproject_roles()
-    installed = {n: ep.value for n, ep in plugins.declared().items()}
+    installed = {
+        ep.name: ep.value
+        for dist in plugins.distributions()
+        for ep in dist.entry_points.select(group=GROUP)
+    }
     assert installed == declared
     for name in declared:
         assert plugin(name) is not None
+
+
+def test_a_checkout_without_installed_metadata_finds_its_roles(monkeypatch):
+    """No distribution declares anything (a checkout run without `pip install -e .`): the
+    checkout's pyproject.toml still declares every role, and one loads."""
+    monkeypatch.setattr(plugins, "distributions", lambda: [])
+    found = {n: ep.value for n, ep in plugins.declared().items()}
+    assert found == pyproject_roles()
+    assert plugins.declared("cellfuse.teachers")["student"].value == (
+        "student.as_teacher:StudentAsTeacher"
+    )
+    assert found["distill"] == "student.distill:distill"
+    assert plugins.declared()["distill"].load().__name__ == "distill"
 
 
 def test_an_undeclared_role_is_a_one_line_error(monkeypatch):
