@@ -145,4 +145,4 @@ def test_the_student_is_a_teacher_type_teachers_never_name():
 
     assert TEACHER_REGISTRY["student"] == "student.as_teacher:StudentAsTeacher"
     for path in sorted((ROOT / "teachers").rglob("*.py")):
-        assert "student." not in path.read_text().replace("student.seed", ""), path
+        assert "student." not in path.read_text(), path

@@ -66,13 +66,17 @@ def test_a_checkout_without_installed_metadata_finds_its_roles(monkeypatch):
     """No distribution declares anything (a checkout run without `pip install -e .`): the
     checkout's pyproject.toml still declares every role, and one loads."""
     monkeypatch.setattr(plugins, "distributions", lambda: [])
-    found = {n: ep.value for n, ep in plugins.declared().items()}
-    assert found == pyproject_roles()
-    assert plugins.declared("cellfuse.teachers")["student"].value == (
-        "student.as_teacher:StudentAsTeacher"
-    )
-    assert found["distill"] == "student.distill:distill"
-    assert plugins.declared()["distill"].load().__name__ == "distill"
+    plugins.declared.cache_clear()
+    try:
+        found = {n: ep.value for n, ep in plugins.declared().items()}
+        assert found == pyproject_roles()
+        assert plugins.declared("cellfuse.teachers")["student"].value == (
+            "student.as_teacher:StudentAsTeacher"
+        )
+        assert found["distill"] == "student.distill:distill"
+        assert plugins.declared()["distill"].load().__name__ == "distill"
+    finally:
+        plugins.declared.cache_clear()
 
 
 def test_an_undeclared_role_is_a_one_line_error(monkeypatch):
