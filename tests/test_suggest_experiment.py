@@ -78,3 +78,21 @@ def test_summary_random_mean_and_targets():
     assert t["not_below_stratified"] and t["minus_stratified_f1_50"] == 0.05
     text = exp.table(results)
     assert text.splitlines()[2].startswith("| suggested |") and "0.700" in text
+
+
+def test_oracle_takes_the_images_the_teachers_get_most_wrong(tmp_path):
+    from helpers import disc_labels
+
+    from cellfuse.io import write_labels
+
+    pseudo, split, mods = _pool(tmp_path)
+    src = tmp_path / "src"
+    for i in range(12):  # the truth add_image drew: teacher t_b misses i % 5 of its cells
+        write_labels(
+            src / "train/labels" / f"c{i:02d}_label.tiff", disc_labels((96, 96), 10, seed=i)
+        )
+    err = exp.teacher_error(pseudo, src, sorted(mods))
+    assert err["c00"] == 0.0 and err["c04"] > err["c03"] > err["c01"] > 0
+    oracle = exp.oracle_set(pseudo, src, sorted(mods), 3)
+    assert len(oracle["ids"]) == 3 and set(oracle["teacher_error"]) == set(oracle["ids"])
+    assert all(err[i] >= max(err[j] for j in err if j not in oracle["ids"]) for i in oracle["ids"])

@@ -13,7 +13,9 @@ in ``SRC/train/labels``), chosen
   restricted to the candidates;
 - ``random<s>``: uniformly at random (numpy seed s);
 - ``stratified``: by modality, in proportion to the candidates' modalities (at least one
-  each, :func:`cellfuse.scarce.allocate`), at random within a modality (seed 0).
+  each, :func:`cellfuse.scarce.allocate`), at random within a modality (seed 0);
+- ``oracle`` (only when named in ``--sets``): the K candidates the teachers actually get most
+  wrong, read from their true labels: the ceiling of any uncertainty score, not a strategy.
 
 Each N + K set becomes a Med-MLE-bench ``train/`` folder (symlinks) under
 ``WORK/sets/<name>``; the labeled-only student is trained on it with the same budget
@@ -226,28 +228,45 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[str, Any]:
-    """Whether the score finds the images the teachers get wrong: each base teacher's cached
-    output on every candidate scored against its TRAIN label (never val): the Spearman
-    correlation of the suggest score with the teachers' mean error (1 - F1@0.5), and that
-    error averaged over each set's K images."""
-    from scipy.stats import spearmanr
-
+def teacher_error(pseudo: Path, src: Path, ids: list[str]) -> dict[str, float]:
+    """``{id: 1 - mean F1@0.5 of the base teachers' cached outputs}`` against the TRAIN labels
+    (never val): how wrong the teachers actually are on each image. Reads labels: analysis
+    only (the ``diagnostic`` and the ``oracle`` set), never a label-free choice."""
     from cellfuse.io import read_labels
     from cellfuse.layout import find_label
     from cellfuse.metric import evaluate_image
+    from ensemble.suggest_report import teacher_outputs
+
+    err: dict[str, float] = {}
+    for iid in ids:
+        outs = teacher_outputs(pseudo, iid)
+        if outs:
+            truth = read_labels(find_label(src / "train" / "labels", iid))
+            f1 = [evaluate_image(truth, lab, (0.5,))["scores"][0.5]["f1"] for lab in outs.values()]
+            err[iid] = 1.0 - float(np.mean(f1))
+    return err
+
+
+def oracle_set(pseudo: Path, src: Path, cands: list[str], k: int) -> dict[str, Any]:
+    """The ceiling of any uncertainty score: the K candidates the teachers get most wrong,
+    read from their true labels (not a strategy a lab could use)."""
+    err = teacher_error(pseudo, src, cands)
+    ids = sorted(err, key=lambda i: (-err[i], i))[:k]
+    return {"ids": sorted(ids), "teacher_error": {i: round(err[i], 4) for i in ids}}
+
+
+def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[str, Any]:
+    """Whether the score finds the images the teachers get wrong: the Spearman correlation of
+    the suggest score with the teachers' mean error (:func:`teacher_error`) over the
+    candidates, and that error averaged over each set's K images."""
+    from scipy.stats import spearmanr
+
     from ensemble.suggest import suggest
     from ensemble.suggest_report import teacher_outputs
 
     res = suggest(pseudo, 1, ids=cands, beta=1)
     score = {it.id: it.score for it in res.ranked}
-    err: dict[str, float] = {}
-    for iid in score:
-        truth = read_labels(find_label(src / "train" / "labels", iid))
-        outs = teacher_outputs(pseudo, iid)
-        if outs:
-            f1 = [evaluate_image(truth, lab, (0.5,))["scores"][0.5]["f1"] for lab in outs.values()]
-            err[iid] = 1.0 - float(np.mean(f1))
+    err = teacher_error(pseudo, src, list(score))
     ids = sorted(err)
     rho = (
         spearmanr([score[i] for i in ids], [err[i] for i in ids]).statistic
@@ -383,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON (default bench/results/suggest_<date>.json)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from cellfuse.modality import MODALITIES
     from cellfuse.scarce import modalities
 
     t_start = time.time()
@@ -390,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     cands = sorted(split["unlabeled_from_train"])
     train_mods = modalities(args.src / "train" / "images")
     sets = choose_sets(split, train_mods, args.pseudo, args.k, args.random_seeds, args.beta)
+    if args.sets and "oracle" in args.sets:  # reads the candidates' labels: only when asked
+        sets["oracle"] = oracle_set(args.pseudo, args.src, cands, args.k)
+        sets["oracle"]["modalities"] = {
+            m: sum(train_mods[i] == m for i in sets["oracle"]["ids"]) for m in MODALITIES
+        }
     names = args.sets or list(sets)
     unknown = set(names) - set(sets)
     if unknown:
