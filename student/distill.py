@@ -105,6 +105,12 @@ class StudentTrainer(FlowTrainer):
             or the flow U-Net teacher's ``best.pth`` (or its work dir); it must share
             ``nominal_diameter``.
         soft_weight: weight of the soft-target loss.
+        pseudo_noise: colour/noise probabilities (:func:`cellfuse.nn.augment.color_jitter`
+            keys) merged over ``color`` for crops of pseudo-labeled images only: the
+            student sees those images harder than the teachers did (noisy student, Xie et
+            al. 2020). None: the same augmentation as labeled crops.
+        pseudo_scale_jitter: the crop scale range of pseudo-labeled crops (None: the
+            labeled crops' ``scale_jitter``).
         postprocess: :class:`cellfuse.flow_instances.PostProcess` fields.
         batch: tiles per network call at inference.
         **kwargs: :class:`~cellfuse.nn.flow_training.FlowTrainer` arguments (nominal_diameter, crop, batch_size, lr,
@@ -126,6 +132,8 @@ class StudentTrainer(FlowTrainer):
         max_pseudo: int | None = None,
         soft_teacher: str | None = None,
         soft_weight: float = 1.0,
+        pseudo_noise: dict[str, float] | None = None,
+        pseudo_scale_jitter: tuple[float, float] | None = None,
         postprocess: dict[str, Any] | None = None,
         batch: int = 4,
         overlap: int = 64,
@@ -156,6 +164,12 @@ class StudentTrainer(FlowTrainer):
         self.max_pseudo = max_pseudo
         self.infer_batch = int(batch)
         self.soft_weight = float(soft_weight)
+        self.pseudo_color = {**self.color, **pseudo_noise} if pseudo_noise else self.color
+        self.pseudo_scale_jitter = (
+            (float(pseudo_scale_jitter[0]), float(pseudo_scale_jitter[1]))
+            if pseudo_scale_jitter
+            else self.scale_jitter
+        )
         self.soft_net = self._load_soft_teacher(soft_teacher) if soft_teacher else None
 
     def _load_soft_teacher(self, checkpoint: str | Path) -> torch.nn.Module:
@@ -297,13 +311,14 @@ class StudentTrainer(FlowTrainer):
             tgt = data[i]["target"].astype(np.float32)
             if tgt.shape[0] == 3:  # labeled: a constant weight channel
                 tgt = np.concatenate([tgt, np.full_like(tgt[:1], self.labeled_weight)])
+            pseudo = data[i].get("source") == "pseudo"
             img, t = sample_crop(
                 data[i]["image"].astype(np.float32),
                 tgt,
                 rng,
                 self.crop,
-                self.scale_jitter,
-                self.color,
+                self.pseudo_scale_jitter if pseudo else self.scale_jitter,
+                self.pseudo_color if pseudo else self.color,
             )
             imgs.append(img)
             tgts.append(t)

@@ -195,6 +195,40 @@ def test_sample_crop_carries_extra_target_channels():
     assert out3.shape == (3, 32, 32)
 
 
+def test_pseudo_noise_augments_only_the_pseudo_labeled_crops():
+    off = dict(hsv=0.0, shuffle=0.0, gray=0.0, contrast=0.0, invert=0.0, noise=0.0)
+    trainer = StudentTrainer(
+        variant="flow_xs",
+        crop=32,
+        batch_size=3,
+        color=off,
+        pseudo_noise=dict(invert=1.0),
+        pseudo_scale_jitter=(1.0, 1.0),
+        scale_jitter=(1.0, 1.0),
+    )
+    img = np.random.default_rng(1).random((3, 48, 48), dtype=np.float32)
+    tgt = np.zeros((4, 48, 48), np.float32)
+    data = [dict(image=img, target=tgt, source=s) for s in ("labeled", "pseudo")]
+    xl, _ = trainer.make_batch(data, np.array([1.0, 0.0]), np.random.default_rng(0))
+    xp, _ = trainer.make_batch(data, np.array([0.0, 1.0]), np.random.default_rng(0))
+    assert torch.allclose(xp, 1.0 - xl, atol=1e-6)  # same crops, the pseudo ones inverted
+    assert trainer.pseudo_color["invert"] == 1.0 and trainer.color["invert"] == 0.0
+    plain = StudentTrainer(variant="flow_xs", color=off)
+    assert plain.pseudo_color is plain.color and plain.pseudo_scale_jitter == plain.scale_jitter
+
+
+def test_blur_softens_and_blur_off_draws_nothing():
+    from cellfuse.nn.augment import color_jitter
+
+    img = np.random.default_rng(2).random((32, 32, 3), dtype=np.float32)
+    p = dict(contrast=0.5, noise=0.5)
+    a = color_jitter(img, np.random.default_rng(3), p)
+    b = color_jitter(img, np.random.default_rng(3), {**p, "blur": 0.0})
+    assert np.array_equal(a, b)
+    blurred = color_jitter(img, np.random.default_rng(3), dict(blur=1.0))
+    assert blurred.std() < 0.6 * img.std() and abs(blurred.mean() - img.mean()) < 0.01
+
+
 def test_weighted_loss():
     torch.manual_seed(0)
     out, tgt = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 8, 8)

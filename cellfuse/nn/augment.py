@@ -137,7 +137,8 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float])
         img: HxWx3 float32.
         rng: random generator.
         p: probabilities, keys ``stain`` (:func:`simulate_stain`), ``gray``, ``shuffle``,
-            ``hsv``, ``contrast``, ``invert``, ``noise`` (missing keys mean 0).
+            ``hsv``, ``contrast``, ``invert``, ``blur`` (Gaussian, sigma 0.5-1.5 px),
+            ``noise`` (missing keys mean 0).
 
     Returns:
         HxWx3 float32 in [0, 1].
@@ -162,6 +163,10 @@ def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float])
         x = np.clip(x, 0, 1) ** gamma * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
     if rng.random() < p.get("invert", 0.0):
         x = 1.0 - x
+    # like the stain simulation, blur off draws nothing (older runs replay unchanged)
+    if p.get("blur", 0.0) > 0 and rng.random() < p["blur"]:
+        sigma = rng.uniform(0.5, 1.5)
+        x = np.stack([ndi.gaussian_filter(x[..., c], sigma) for c in range(x.shape[-1])], axis=-1)
     if rng.random() < p.get("noise", 0.0):
         x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape)
     return np.clip(x, 0.0, 1.0).astype(np.float32)
