@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# one student config /work/ft/$1.py (a run's stage config with one option changed: finetune_fraction=0.5, soft_teacher=..., or seed = 1|2), trained from a frozen worktree (/work/exp8), then its val scores
+# one student config /work/ft/$1.py (a run's stage config with one option changed: finetune_fraction=0.5, soft_teacher=..., seed = 1|2, pseudo_noise=...), trained from a frozen worktree ($EXP, default /work/exp8), then its val scores
 PY=/work/main/.venv/bin/python
 n=$1
-cd /work/exp8
+cd ${EXP:-/work/exp8}
 echo "$n start $(date +%T)" >> /work/ft/chain.done
 $PY -c "from student.distill import distill_file; distill_file('/work/ft/$n.py', '/work/ft/$n', '0')" > /work/ft/$n.log 2>&1
 echo "$n trained $(date +%T)" >> /work/ft/chain.done
