@@ -50,7 +50,7 @@ from cellfuse.instances import Instances
 from cellfuse.io import read_image, read_labels
 from cellfuse.layout import Sample
 from cellfuse.manifest import list_pseudo
-from cellfuse.nn.augment import sample_crop
+from cellfuse.nn.augment import check_color, check_scale_range, sample_crop
 from cellfuse.nn.checkpoints import load_checkpoint
 from cellfuse.nn.flow_data import load_npz_cached
 from cellfuse.nn.flow_training import FlowTrainer, flow_loss
@@ -164,9 +164,13 @@ class StudentTrainer(FlowTrainer):
         self.max_pseudo = max_pseudo
         self.infer_batch = int(batch)
         self.soft_weight = float(soft_weight)
-        self.pseudo_color = {**self.color, **pseudo_noise} if pseudo_noise else self.color
+        self.pseudo_color = (
+            {**self.color, **check_color(pseudo_noise, "pseudo_noise")}
+            if pseudo_noise
+            else self.color
+        )
         self.pseudo_scale_jitter = (
-            (float(pseudo_scale_jitter[0]), float(pseudo_scale_jitter[1]))
+            check_scale_range(pseudo_scale_jitter, "pseudo_scale_jitter")
             if pseudo_scale_jitter
             else self.scale_jitter
         )

@@ -217,6 +217,21 @@ def test_pseudo_noise_augments_only_the_pseudo_labeled_crops():
     assert plain.pseudo_color is plain.color and plain.pseudo_scale_jitter == plain.scale_jitter
 
 
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(pseudo_noise=dict(blurr=0.5)), "pseudo_noise: unknown augmentation \\['blurr'\\]"),
+        (dict(pseudo_noise=dict(noise=1.5)), "pseudo_noise: probabilities must be in"),
+        (dict(color=dict(stian=0.25)), "color: unknown augmentation"),
+        (dict(pseudo_scale_jitter=(1.6, 0.6)), "pseudo_scale_jitter must satisfy"),
+        (dict(scale_jitter=0.7), "scale_jitter must be two numbers"),
+    ],
+)
+def test_misspelt_or_out_of_range_augmentation_is_a_one_line_error(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        StudentTrainer(variant="flow_xs", **kw)
+
+
 def test_blur_softens_and_blur_off_draws_nothing():
     from cellfuse.nn.augment import color_jitter
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 
+from cellfuse.errors import ConfigError
 from cellfuse.preprocess import prepare_image
 
 
@@ -130,6 +131,33 @@ def simulate_stain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return prepare_image(np.exp(-od), invert=True)  # a bright-background input's rule
 
 
+COLOR_KEYS = ("stain", "hsv", "shuffle", "gray", "contrast", "invert", "blur", "noise")
+
+
+def check_color(p: dict[str, float] | None, what: str = "color") -> dict[str, float]:
+    """``p`` as :func:`color_jitter` probabilities, or a one-line ConfigError naming ``what``
+    (a misspelt key would otherwise be ignored silently)."""
+    p = dict(p or {})
+    unknown = sorted(set(p) - set(COLOR_KEYS))
+    if unknown:
+        raise ConfigError(f"{what}: unknown augmentation {unknown}; known: {list(COLOR_KEYS)}")
+    bad = {k: v for k, v in p.items() if not 0.0 <= float(v) <= 1.0}
+    if bad:
+        raise ConfigError(f"{what}: probabilities must be in [0, 1], got {bad}")
+    return {k: float(v) for k, v in p.items()}
+
+
+def check_scale_range(r: tuple[float, float] | list[float], what: str) -> tuple[float, float]:
+    """``(lo, hi)`` with ``0 < lo <= hi``, or a one-line ConfigError naming ``what``."""
+    try:
+        lo, hi = (float(v) for v in r)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be two numbers (lo, hi), got {r!r}") from None
+    if not 0.0 < lo <= hi:
+        raise ConfigError(f"{what} must satisfy 0 < lo <= hi, got {r!r}")
+    return lo, hi
+
+
 def color_jitter(img: np.ndarray, rng: np.random.Generator, p: dict[str, float]) -> np.ndarray:
     """Random colour/intensity changes of an HxWx3 float image in [0, 1].
 
@@ -223,5 +251,8 @@ __all__ = [
     "transform_flows",
     "simulate_stain",
     "color_jitter",
+    "check_color",
+    "check_scale_range",
+    "COLOR_KEYS",
     "sample_crop",
 ]

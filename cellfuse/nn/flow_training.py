@@ -39,6 +39,7 @@ from cellfuse.flows import FLOW_SCALE
 from cellfuse.instances import Instances
 from cellfuse.layout import Sample
 from cellfuse.model_api import validate
+from cellfuse.nn.augment import check_color, check_scale_range
 from cellfuse.nn.checkpoints import load_checkpoint, save_checkpoint
 from cellfuse.nn.flow_data import FlowTrainingData
 from cellfuse.nn.layers import count_parameters
@@ -170,8 +171,8 @@ class FlowTrainer(FlowTrainingData):
             if val_every_steps is None and self.max_steps
             else val_every_steps
         )
-        self.scale_jitter = (float(scale_jitter[0]), float(scale_jitter[1]))
-        self.color = {**DEFAULT_COLOR, **(color or {})}
+        self.scale_jitter = check_scale_range(scale_jitter, "scale_jitter")
+        self.color = {**DEFAULT_COLOR, **check_color(color)}
         self.oversample = {**DEFAULT_OVERSAMPLE, **(oversample or {})}
         self.num_threads = int(num_threads)
         self.seed = int(seed)
