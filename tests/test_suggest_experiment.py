@@ -93,6 +93,11 @@ def test_oracle_takes_the_images_the_teachers_get_most_wrong(tmp_path):
         )
     err = exp.teacher_error(pseudo, src, sorted(mods))
     assert err["c00"] == 0.0 and err["c04"] > err["c03"] > err["c01"] > 0
-    oracle = exp.oracle_set(pseudo, src, sorted(mods), 3)
+    oracle = exp.oracle_set(err, 3)
     assert len(oracle["ids"]) == 3 and set(oracle["teacher_error"]) == set(oracle["ids"])
     assert all(err[i] >= max(err[j] for j in err if j not in oracle["ids"]) for i in oracle["ids"])
+    sets = exp.choose_sets(split, mods, pseudo, 3, [0], beta=2, oracle_error=err)
+    assert sets["oracle"]["ids"] == oracle["ids"] and "oracle" not in exp.choose_sets(
+        split, mods, pseudo, 3, [0], beta=2
+    )
+    assert sum(sets["oracle"]["modalities"].values()) == 3

@@ -62,9 +62,16 @@ THRESHOLDS = (0.5, 0.75)
 
 
 def choose_sets(
-    split: dict, mods: dict[str, str], pseudo: Path, k: int, seeds: list[int], beta: float
+    split: dict,
+    mods: dict[str, str],
+    pseudo: Path,
+    k: int,
+    seeds: list[int],
+    beta: float,
+    oracle_error: dict[str, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{set name: {"ids": K chosen ids, ...}}`` for suggested / random<s> / stratified."""
+    """``{set name: {"ids": K chosen ids, ...}}`` for suggested / random<s> / stratified, and
+    ``oracle`` when the teachers' true error per candidate (:func:`teacher_error`) is given."""
     from cellfuse.modality import MODALITIES
     from cellfuse.scarce import allocate
     from ensemble.suggest import suggest
@@ -90,6 +97,8 @@ def choose_sets(
         ids = [i for i in cands if mods[i] == m]
         strat += [ids[j] for j in rng.permutation(len(ids))[: alloc.get(m, 0)]]
     sets["stratified"] = {"ids": sorted(strat), "allocation": alloc}
+    if oracle_error is not None:
+        sets["oracle"] = oracle_set(oracle_error, k)
     for v in sets.values():
         v["modalities"] = {m: sum(mods[i] == m for i in v["ids"]) for m in MODALITIES}
     return sets
@@ -247,18 +256,21 @@ def teacher_error(pseudo: Path, src: Path, ids: list[str]) -> dict[str, float]:
     return err
 
 
-def oracle_set(pseudo: Path, src: Path, cands: list[str], k: int) -> dict[str, Any]:
-    """The ceiling of any uncertainty score: the K candidates the teachers get most wrong,
-    read from their true labels (not a strategy a lab could use)."""
-    err = teacher_error(pseudo, src, cands)
+def oracle_set(err: dict[str, float], k: int) -> dict[str, Any]:
+    """The ceiling of any uncertainty score: the K candidates the teachers get most wrong
+    (``err``: :func:`teacher_error`, read from their true labels; not a strategy a lab could
+    use)."""
     ids = sorted(err, key=lambda i: (-err[i], i))[:k]
     return {"ids": sorted(ids), "teacher_error": {i: round(err[i], 4) for i in ids}}
 
 
-def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[str, Any]:
+def diagnostic(
+    pseudo: Path, src: Path, sets: dict, cands: list[str], err: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Whether the score finds the images the teachers get wrong: the Spearman correlation of
-    the suggest score with the teachers' mean error (:func:`teacher_error`) over the
-    candidates, and that error averaged over each set's K images."""
+    the suggest score with the teachers' mean error (:func:`teacher_error`, computed here
+    unless ``err`` already holds it for the candidates) over the candidates, and that error
+    averaged over each set's K images."""
     from scipy.stats import spearmanr
 
     from ensemble.suggest import suggest
@@ -266,7 +278,10 @@ def diagnostic(pseudo: Path, src: Path, sets: dict, cands: list[str]) -> dict[st
 
     res = suggest(pseudo, 1, ids=cands, beta=1)
     score = {it.id: it.score for it in res.ranked}
-    err = teacher_error(pseudo, src, list(score))
+    if err is None:
+        err = teacher_error(pseudo, src, list(score))
+    else:
+        err = {i: err[i] for i in score if i in err}
     ids = sorted(err)
     rho = (
         spearmanr([score[i] for i in ids], [err[i] for i in ids]).statistic
@@ -402,19 +417,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="JSON (default bench/results/suggest_<date>.json)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from cellfuse.modality import MODALITIES
     from cellfuse.scarce import modalities
 
     t_start = time.time()
     split = json.loads((args.scarce / "split.json").read_text())
     cands = sorted(split["unlabeled_from_train"])
     train_mods = modalities(args.src / "train" / "images")
-    sets = choose_sets(split, train_mods, args.pseudo, args.k, args.random_seeds, args.beta)
-    if args.sets and "oracle" in args.sets:  # reads the candidates' labels: only when asked
-        sets["oracle"] = oracle_set(args.pseudo, args.src, cands, args.k)
-        sets["oracle"]["modalities"] = {
-            m: sum(train_mods[i] == m for i in sets["oracle"]["ids"]) for m in MODALITIES
-        }
+    # the teachers' true error reads the candidates' labels: only when the oracle is asked for
+    # (the diagnostic at the end reuses it)
+    err = teacher_error(args.pseudo, args.src, cands) if "oracle" in (args.sets or []) else None
+    sets = choose_sets(
+        split, train_mods, args.pseudo, args.k, args.random_seeds, args.beta, oracle_error=err
+    )
     names = args.sets or list(sets)
     unknown = set(names) - set(sets)
     if unknown:
@@ -469,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         "sets": results,
         "random_mean": rnd,
         "targets": targets(results, rnd),
-        "diagnostic": diagnostic(args.pseudo, args.src, {n: sets[n] for n in names}, cands),
+        "diagnostic": diagnostic(
+            args.pseudo, args.src, {n: sets[n] for n in names}, cands, err=err
+        ),
         "suggest_timing": time_suggest(args.pseudo, split, args.k),
         "seconds": round(time.time() - t_start, 1),
     }
